@@ -1,0 +1,3 @@
+from anchorgen.cli import main
+
+main()

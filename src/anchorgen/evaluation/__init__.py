@@ -1,0 +1,1 @@
+"""Metrics (pure functions), baselines and the evaluation report."""

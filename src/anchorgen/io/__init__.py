@@ -1,0 +1,1 @@
+"""Input/output: video and audio decode/encode (PyAV), atomic writes, the dataset format."""

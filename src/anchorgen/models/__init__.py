@@ -1,0 +1,1 @@
+"""Structure-guided diffusion models (SGDM), appearance encoders, codecs, face SGDM."""

@@ -1,0 +1,1 @@
+"""Motion sources: driver-video retargeting, SMPL-X parameters, speech-to-motion."""

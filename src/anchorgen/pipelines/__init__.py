@@ -1,0 +1,1 @@
+"""Inference only: window schedule (pure), the anchor video pipeline, face enhancement."""

@@ -1,0 +1,1 @@
+"""One training recipe for every preset: setup / train / save_checkpoint / cleanup."""
