@@ -1,0 +1,305 @@
+"""The identity dataset: the versioned on-disk layout ``prepare`` writes, and its reader.
+
+Layout (schema version 1; see docs/DATASET.md)::
+
+    DIR/meta.json              source, fps, frame count, crop + padding, split, versions
+    DIR/frames/000000.jpg      cropped frames, size x size, JPEG quality 95
+    DIR/renders/000000.png     structure-condition renders (same crop and size)
+    DIR/mattes/000000.png      foreground matte (8-bit)
+    DIR/face/frames/*.jpg      aligned face crops, face_size x face_size
+    DIR/face/renders/*.png     the same alignment applied to the render
+    DIR/face/masks/*.png       feathered face inpainting mask (8-bit)
+    DIR/face_affines.npy       (T, 2, 3) float64: crop pixels -> aligned face pixels
+    DIR/landmarks.npz          smoothed LandmarkSequence in crop pixels
+    DIR/landmarks_raw.npz      unsmoothed detections in crop pixels
+    DIR/valid.png              255 where the crop shows source pixels, 0 on padding
+    DIR/audio.wav              16 kHz mono speech (when the source has audio)
+    DIR/report.json, DIR/contact_sheet.png
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from anchorgen.errors import InputError
+from anchorgen.landmarks import LandmarkSequence
+
+SCHEMA_VERSION = 1
+JPEG_QUALITY = 95
+
+
+def frame_name(index: int, suffix: str) -> str:
+    return f"{index:06d}{suffix}"
+
+
+def write_image(path: Path, image: np.ndarray) -> None:
+    """Write RGB (H, W, 3) or grey (H, W) uint8 as JPEG (.jpg) or PNG (.png)."""
+    if image.ndim == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    params = (
+        [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
+        if path.suffix == ".jpg"
+        else [cv2.IMWRITE_PNG_COMPRESSION, 3]
+    )
+    ok, data = cv2.imencode(path.suffix, image, params)
+    if not ok:
+        raise OSError(f"cannot encode {path}")
+    path.write_bytes(data.tobytes())
+
+
+def read_image(path: Path, grey: bool = False) -> np.ndarray:
+    """Read an image as RGB uint8 (H, W, 3), or (H, W) when ``grey``."""
+    image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE if grey else cv2.IMREAD_COLOR)
+    if image is None:
+        raise InputError(f"cannot read image {path}")
+    return image if grey else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+@dataclasses.dataclass
+class DatasetMeta:
+    """The contents of ``meta.json``."""
+
+    schema_version: int
+    anchorgen_version: str
+    source: dict[str, Any]
+    fps: float
+    num_frames: int
+    size: int
+    face_size: int
+    crop: dict[str, Any]
+    """x0, y0, side in source pixels and padding (left, top, right, bottom) in crop pixels."""
+    split: dict[str, list[int]]
+    """'train' and 'holdout': [start, stop) frame ranges."""
+    has_audio: bool
+    conditions: str
+    """How renders were made: 'landmarks', 'images' (given as-is) or 'smplx'."""
+
+    @classmethod
+    def load(cls, root: Path) -> DatasetMeta:
+        path = root / "meta.json"
+        if not path.is_file():
+            raise InputError(
+                f"{root} is not an anchorgen dataset (no meta.json); create one with `anchorgen prepare`"
+            )
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{path} is corrupt: {exc}") from exc
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise InputError(
+                f"{root}: dataset schema version {version}, this anchorgen reads version {SCHEMA_VERSION}; "
+                "re-run `anchorgen prepare` on the source video"
+            )
+        names = {f.name for f in dataclasses.fields(cls)}
+        missing = names - set(data)
+        if missing:
+            raise InputError(f"{path} lacks {sorted(missing)}")
+        return cls(**{k: data[k] for k in names})
+
+    def save(self, root: Path) -> None:
+        (root / "meta.json").write_text(json.dumps(dataclasses.asdict(self), indent=2))
+
+
+class PreparedDataset:
+    """Read access to one prepared identity dataset (lazy, file per frame)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise InputError(f"dataset directory not found: {self.root}")
+        self.meta = DatasetMeta.load(self.root)
+        for sub in ("frames", "renders", "face/frames", "face/renders", "face/masks"):
+            last = (
+                self.root
+                / sub
+                / frame_name(
+                    self.meta.num_frames - 1, ".png" if "render" in sub or "mask" in sub else ".jpg"
+                )
+            )
+            if not last.is_file():
+                raise InputError(
+                    f"{self.root} is incomplete: {last.relative_to(self.root)} is missing"
+                )
+
+    def __len__(self) -> int:
+        return self.meta.num_frames
+
+    def split_range(self, split: str) -> range:
+        if split == "all":
+            return range(self.meta.num_frames)
+        if split not in self.meta.split:
+            raise InputError(
+                f"unknown split {split!r}; this dataset has {sorted(self.meta.split)} or 'all'"
+            )
+        start, stop = self.meta.split[split]
+        return range(start, stop)
+
+    def frame(self, i: int) -> np.ndarray:
+        return read_image(self.root / "frames" / frame_name(i, ".jpg"))
+
+    def render(self, i: int) -> np.ndarray:
+        return read_image(self.root / "renders" / frame_name(i, ".png"))
+
+    def matte(self, i: int) -> np.ndarray:
+        return read_image(self.root / "mattes" / frame_name(i, ".png"), grey=True)
+
+    def face_frame(self, i: int) -> np.ndarray:
+        return read_image(self.root / "face" / "frames" / frame_name(i, ".jpg"))
+
+    def face_render(self, i: int) -> np.ndarray:
+        return read_image(self.root / "face" / "renders" / frame_name(i, ".png"))
+
+    def face_mask(self, i: int) -> np.ndarray:
+        return read_image(self.root / "face" / "masks" / frame_name(i, ".png"), grey=True)
+
+    @cached_property
+    def valid(self) -> np.ndarray:
+        """(size, size) bool: True where the crop shows source pixels (not padding)."""
+        return read_image(self.root / "valid.png", grey=True) > 127
+
+    @cached_property
+    def landmarks(self) -> LandmarkSequence:
+        return LandmarkSequence.load(self.root / "landmarks.npz")
+
+    @cached_property
+    def face_affines(self) -> np.ndarray:
+        return np.load(self.root / "face_affines.npy", allow_pickle=False)
+
+    @property
+    def audio_path(self) -> Path | None:
+        path = self.root / "audio.wav"
+        return path if path.is_file() else None
+
+
+def _to_signed(image: np.ndarray) -> torch.Tensor:
+    """uint8 (H, W, 3) -> float (3, H, W) in [-1, 1]."""
+    return torch.from_numpy(image).permute(2, 0, 1).float().div(127.5).sub(1.0)
+
+
+def _to_unit(image: np.ndarray) -> torch.Tensor:
+    """uint8 (H, W, C) or (H, W) -> float (C, H, W) in [0, 1]."""
+    if image.ndim == 2:
+        image = image[..., None]
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div(255.0)
+
+
+class IdentityDataset(torch.utils.data.Dataset):
+    """Training samples from a prepared dataset (a torch ``Dataset``).
+
+    Each item is a clip of ``clip_length`` consecutive frames and a reference frame drawn
+    from another time of the same clip (Make-Your-Anchor+ IV-B). Keys, for ``part="body"``:
+    ``frames`` (F, 3, H, W) in [-1, 1], ``conditions`` (F, 3, H, W) in [0, 1], ``reference``
+    (3, H, W) in [-1, 1], ``valid`` (F, 1, H, W) in {0, 1}. For ``part="face"`` the same on
+    aligned face crops plus ``masks`` (F, 1, H, W) in [0, 1], the inpainting region.
+
+    ``use_matte`` multiplies frames and reference by the foreground matte (stage-1
+    pretraining across identities). ``landmark_jitter_px`` re-renders the condition from
+    landmarks jittered by that many pixels (V-C6 augmentation; body part, landmark renders).
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        clip_length: int = 1,
+        image_size: int | None = None,
+        use_matte: bool = False,
+        landmark_jitter_px: float = 0.0,
+        part: str = "body",
+        min_reference_gap: int = 0,
+        seed: int = 0,
+    ) -> None:
+        if part not in ("body", "face"):
+            raise ValueError(f"part must be 'body' or 'face', got {part!r}")
+        self.data = PreparedDataset(root)
+        self.indices = self.data.split_range(split)
+        if len(self.indices) < clip_length:
+            raise InputError(
+                f"{root}: split {split!r} has {len(self.indices)} frames, fewer than clip_length={clip_length}"
+            )
+        self.clip_length = clip_length
+        self.image_size = image_size
+        self.use_matte = use_matte
+        self.landmark_jitter_px = landmark_jitter_px
+        self.part = part
+        self.min_reference_gap = min_reference_gap
+        self.seed = seed
+        self._cache: dict[tuple[str, int], np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.indices) - self.clip_length + 1
+
+    def _resize(self, image: np.ndarray, interpolation=cv2.INTER_AREA) -> np.ndarray:
+        if self.image_size is None or image.shape[0] == self.image_size:
+            return image
+        return cv2.resize(image, (self.image_size, self.image_size), interpolation=interpolation)
+
+    def _load(self, kind: str, i: int) -> np.ndarray:
+        key = (kind, i)
+        if key not in self._cache:
+            reader = {
+                "frame": self.data.frame if self.part == "body" else self.data.face_frame,
+                "render": self.data.render if self.part == "body" else self.data.face_render,
+                "matte": self.data.matte,
+                "mask": self.data.face_mask,
+            }[kind]
+            self._cache[key] = self._resize(reader(i))
+        return self._cache[key]
+
+    def _frame(self, i: int) -> np.ndarray:
+        frame = self._load("frame", i)
+        if self.use_matte and self.part == "body":
+            matte = self._load("matte", i)[..., None].astype(np.float32) / 255.0
+            frame = (frame.astype(np.float32) * matte).round().astype(np.uint8)
+        return frame
+
+    def _condition(self, i: int, rng: np.random.Generator) -> np.ndarray:
+        if (
+            self.landmark_jitter_px > 0
+            and self.part == "body"
+            and self.data.meta.conditions == "landmarks"
+        ):
+            from anchorgen.prepare.render import render_frame
+
+            size = self.data.meta.size
+            frame = self.data.landmarks.frame(i)
+            jittered = {
+                part: None
+                if pts is None
+                else pts + rng.normal(0, self.landmark_jitter_px, pts.shape).astype(np.float32)
+                for part, pts in frame.items()
+            }
+            return self._resize(render_frame(jittered, size))
+        return self._load("render", i)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        rng = np.random.default_rng((self.seed, index, torch.initial_seed() % (2**32)))
+        clip = [self.indices[index + k] for k in range(self.clip_length)]
+        candidates = [
+            j for j in self.indices if min(abs(j - c) for c in clip) >= self.min_reference_gap
+        ]
+        ref = int(rng.choice(candidates or list(self.indices)))
+        item = {
+            "frames": torch.stack([_to_signed(self._frame(i)) for i in clip]),
+            "conditions": torch.stack([_to_unit(self._condition(i, rng)) for i in clip]),
+            "reference": _to_signed(self._frame(ref)),
+        }
+        if self.part == "body":
+            valid = _to_unit(
+                self._resize(self.data.valid.astype(np.uint8) * 255, cv2.INTER_NEAREST)
+            )
+            item["valid"] = valid.expand(self.clip_length, -1, -1, -1).clone()
+        else:
+            masks = torch.stack([_to_unit(self._load("mask", i)) for i in clip])
+            item["masks"] = masks
+            item["valid"] = torch.ones_like(masks)
+        return item

@@ -1,0 +1,441 @@
+"""``anchorgen prepare``: one talking-to-camera clip -> one identity dataset.
+
+Two passes over the video keep memory flat however long the clip is:
+pass 1 decodes and tracks (MediaPipe Holistic) to get every frame's landmarks, from which
+one fixed crop for the whole clip is chosen; pass 2 decodes again and writes the cropped
+frames, condition renders, face crops, masks and mattes. Everything is written into a
+temporary directory that is renamed to ``--out`` only when all of it succeeded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm.auto import tqdm
+
+from anchorgen import __version__
+from anchorgen.config import BaseConfig, require
+from anchorgen.errors import InputError
+from anchorgen.io import video as video_io
+from anchorgen.io.atomic import atomic_directory
+from anchorgen.io.dataset import SCHEMA_VERSION, DatasetMeta, frame_name, write_image
+from anchorgen.landmarks import PARTS, LandmarkSequence
+
+log = logging.getLogger(__name__)
+
+MIN_SECONDS = 3.0
+"""Shorter clips are refused: too few poses to learn an identity from."""
+MATTE_MAX_SIDE = 640
+"""Mattes are kept at this resolution between the passes (memory stays small)."""
+
+
+@dataclasses.dataclass
+class PrepareConfig(BaseConfig):
+    """Settings of ``anchorgen prepare``."""
+
+    size: int = 512
+    """Side of the square crop in pixels (512 for sd15; 256 for the from-scratch preset)."""
+    face_size: int = 256
+    """Side of the aligned face crop (256 or 512)."""
+    fps: float | None = None
+    """Output frame rate; None keeps the source's (variable rate is resampled to constant)."""
+    start: float = 0.0
+    """Start time in seconds."""
+    end: float | None = None
+    """End time in seconds; None reads to the end."""
+    holdout_seconds: float = 0.0
+    """The last N seconds are reserved for evaluation (split 'holdout')."""
+    crop_margin: float = 0.12
+    """Extra margin around head-to-hands, as a fraction of the crop side."""
+    pad_mode: str = "reflect"
+    """How the crop is filled where it leaves the frame: 'reflect' or 'edge'."""
+    max_gap_seconds: float = 0.3
+    """Detection gaps up to this long are interpolated; longer ones stay missing (flagged)."""
+    face_feather_px: float = 12.0
+    """Feather width of the face inpainting mask, in face-crop pixels."""
+    person_check_frames: int = 6
+    """Frames sampled to check that exactly one person is in view."""
+
+    def __post_init__(self) -> None:
+        require(
+            self.size >= 64 and self.size % 8 == 0,
+            f"size must be a multiple of 8 and >= 64, got {self.size}",
+        )
+        require(
+            self.face_size in (128, 256, 512),
+            f"face_size must be 128, 256 or 512, got {self.face_size}",
+        )
+        require(self.fps is None or self.fps > 0, f"fps must be positive, got {self.fps}")
+        require(self.start >= 0, f"start must be >= 0, got {self.start}")
+        require(
+            self.end is None or self.end > self.start,
+            f"end ({self.end}) must be after start ({self.start})",
+        )
+        require(
+            self.holdout_seconds >= 0, f"holdout_seconds must be >= 0, got {self.holdout_seconds}"
+        )
+        require(0 <= self.crop_margin < 1, f"crop_margin must be in [0, 1), got {self.crop_margin}")
+        require(
+            self.pad_mode in ("reflect", "edge"),
+            f"pad_mode must be 'reflect' or 'edge', got {self.pad_mode!r}",
+        )
+
+
+def prepare(
+    video: str | Path,
+    out: str | Path,
+    config: PrepareConfig | None = None,
+    *,
+    overwrite: bool = False,
+    conditions_dir: str | Path | None = None,
+    smplx_params: str | Path | None = None,
+    smplx_model: str | Path | None = None,
+    progress: bool = True,
+) -> Path:
+    """Prepare ``video`` into the dataset directory ``out``; returns ``out``.
+
+    ``conditions_dir`` uses pre-rendered condition images as-is (one per output frame);
+    ``smplx_params`` + ``smplx_model`` mesh SMPL-X parameters and render them instead of
+    the landmark renders. Raises ``InputError`` on unusable input, leaving nothing behind.
+    """
+    config = config or PrepareConfig()
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise InputError(f"output directory already exists: {out} (pass --overwrite to replace it)")
+    if (smplx_params is None) != (smplx_model is None):
+        raise InputError("SMPL-X input needs both --smplx-params and --smplx-model")
+    timings: dict[str, float] = {}
+    info = video_io.probe_video(video)
+    fps = float(config.fps or info.fps)
+    end = info.duration if config.end is None else min(config.end, info.duration)
+    if end - config.start < MIN_SECONDS:
+        raise InputError(
+            f"{video}: clip is {end - config.start:.1f} s long; at least {MIN_SECONDS:.0f} s are needed"
+        )
+
+    tick = time.perf_counter()
+    raw, mattes, matte_scale = _track(video, fps, config, info, progress)
+    timings["track_s"] = time.perf_counter() - tick
+    num_frames = len(raw)
+    _check_person(raw, video)
+
+    from anchorgen.prepare.crop import compute_clip_crop, valid_mask
+    from anchorgen.prepare.smoothing import jitter, smooth_sequence
+
+    smoothed = smooth_sequence(raw, max_gap_seconds=config.max_gap_seconds)
+    box = compute_clip_crop(smoothed, (info.width, info.height), margin=config.crop_margin)
+    to_crop = box.affine(config.size)
+    crop_landmarks = smoothed.transformed(to_crop, (config.size, config.size))
+    crop_raw = raw.transformed(to_crop, (config.size, config.size))
+    holdout = round(config.holdout_seconds * fps)
+    if holdout >= num_frames - fps:
+        raise InputError(
+            f"--holdout-seconds {config.holdout_seconds} leaves less than one second of {num_frames / fps:.1f} s for training"
+        )
+
+    condition_images = _condition_source(
+        conditions_dir, smplx_params, smplx_model, num_frames, fps, config.size
+    )
+    with atomic_directory(out, overwrite=overwrite) as tmp:
+        for sub in ("frames", "renders", "mattes", "face/frames", "face/renders", "face/masks"):
+            (tmp / sub).mkdir(parents=True)
+        tick = time.perf_counter()
+        face_affines = _write_frames(
+            tmp,
+            video,
+            fps,
+            config,
+            box,
+            info,
+            crop_landmarks,
+            mattes,
+            matte_scale,
+            condition_images,
+            progress,
+        )
+        timings["write_s"] = time.perf_counter() - tick
+        np.save(tmp / "face_affines.npy", face_affines)
+        crop_landmarks.save(tmp / "landmarks.npz")
+        crop_raw.save(tmp / "landmarks_raw.npz")
+        valid = valid_mask(box, (info.width, info.height), config.size)
+        write_image(tmp / "valid.png", valid.astype(np.uint8) * 255)
+        audio = video_io.read_audio(video, config.start, end) if info.has_audio else None
+        if audio is not None and len(audio):
+            video_io.write_wav(tmp / "audio.wav", audio)
+        meta = DatasetMeta(
+            schema_version=SCHEMA_VERSION,
+            anchorgen_version=__version__,
+            source={
+                "path": str(Path(video).resolve()),
+                "width": info.width,
+                "height": info.height,
+                "fps": info.fps,
+                "duration": info.duration,
+                "codec": info.codec,
+                "rotation": info.rotation,
+                "start": config.start,
+                "end": end,
+            },
+            fps=fps,
+            num_frames=num_frames,
+            size=config.size,
+            face_size=config.face_size,
+            crop={
+                "x0": box.x0,
+                "y0": box.y0,
+                "side": box.side,
+                "padding": [
+                    p * config.size / box.side for p in box.padding((info.width, info.height))
+                ],
+            },
+            split={
+                "train": [0, num_frames - holdout],
+                "holdout": [num_frames - holdout, num_frames],
+            },
+            has_audio=audio is not None and len(audio) > 0,
+            conditions="images" if conditions_dir else "smplx" if smplx_params else "landmarks",
+        )
+        meta.save(tmp)
+        report = _report(raw, smoothed, crop_landmarks, valid, fps, timings, jitter)
+        (tmp / "report.json").write_text(json.dumps(report, indent=2))
+        _contact_sheet(tmp, crop_landmarks, num_frames)
+    return out
+
+
+def _track(video, fps, config, info, progress):
+    """Pass 1: landmarks of every frame (source pixels) and down-scaled mattes."""
+    from anchorgen.prepare.holistic import count_faces, track_frames
+
+    matte_scale = min(1.0, MATTE_MAX_SIDE / max(info.width, info.height))
+    mattes: list[np.ndarray] = []
+    estimate = int((min(config.end or info.duration, info.duration) - config.start) * fps)
+    check_at = set(
+        np.linspace(0, max(estimate - 1, 0), config.person_check_frames)
+        .round()
+        .astype(int)
+        .tolist()
+    )
+    face_counts: list[int] = []
+
+    def frames():
+        for i, frame in enumerate(video_io.iter_frames(video, fps, config.start, config.end)):
+            if i in check_at:
+                face_counts.append(count_faces(frame))
+            yield frame
+
+    def keep_matte(_index: int, matte: np.ndarray) -> None:
+        small = cv2.resize(
+            matte, None, fx=matte_scale, fy=matte_scale, interpolation=cv2.INTER_AREA
+        )
+        mattes.append((np.clip(small, 0, 1) * 255).astype(np.uint8))
+
+    bar = tqdm(frames(), total=estimate, desc="landmarks", unit="frame", disable=not progress)
+    raw = track_frames(bar, fps, (info.width, info.height), on_matte=keep_matte)
+    if len(raw) == 0:
+        raise InputError(f"{video}: zero decodable frames")
+    if face_counts and np.median(face_counts) > 1:
+        raise InputError(
+            f"{video}: {int(np.median(face_counts))} faces in view on sampled frames; anchorgen needs a clip of one person"
+        )
+    return raw, mattes, matte_scale
+
+
+def _check_person(raw: LandmarkSequence, video) -> None:
+    rate = float(np.mean(raw.detected["pose"])) if len(raw) else 0.0
+    face_rate = float(np.mean(raw.detected["face"])) if len(raw) else 0.0
+    if rate < 0.5 or face_rate < 0.5:
+        raise InputError(
+            f"{video}: no person found (body detected in {rate:.0%}, face in {face_rate:.0%} of frames); "
+            "anchorgen needs one person talking to camera"
+        )
+
+
+def _condition_source(conditions_dir, smplx_params, smplx_model, num_frames, fps, size):
+    """Condition images not drawn from landmarks: a folder as-is, or SMPL-X meshes."""
+    if conditions_dir is not None:
+        from anchorgen.motion.sources import ImageFolderFrames
+
+        frames = ImageFolderFrames(conditions_dir, size=size)
+        if len(frames) < num_frames:
+            raise InputError(
+                f"{conditions_dir} has {len(frames)} images for {num_frames} video frames"
+            )
+        return lambda i: frames[i : i + 1][0]
+    if smplx_params is not None:
+        from anchorgen.motion.smplx_motion import load_smplx_meshes
+        from anchorgen.prepare.render import render_mesh_frame
+
+        meshes = load_smplx_meshes(smplx_params, smplx_model, size=size)
+        if len(meshes) < num_frames:
+            raise InputError(
+                f"{smplx_params} has {len(meshes)} frames for {num_frames} video frames"
+            )
+        return lambda i: render_mesh_frame(meshes.vertices[i], meshes.faces, size)
+    return None
+
+
+def _write_frames(
+    tmp,
+    video,
+    fps,
+    config,
+    box,
+    info,
+    crop_landmarks,
+    mattes,
+    matte_scale,
+    condition_images,
+    progress,
+):
+    """Pass 2: cropped frames, renders, mattes, face crops and masks; returns face affines."""
+    from anchorgen.prepare.crop import apply_crop
+    from anchorgen.prepare.face import face_align_affine, face_mask, smooth_affines, warp_face
+    from anchorgen.prepare.render import render_frame
+
+    num_frames = len(crop_landmarks)
+    affines = _face_affines(crop_landmarks, config.face_size, face_align_affine, smooth_affines)
+    matte_box = dataclasses.replace(
+        box, x0=box.x0 * matte_scale, y0=box.y0 * matte_scale, side=box.side * matte_scale
+    )
+    frames = video_io.iter_frames(video, fps, config.start, config.end)
+    for i, frame in enumerate(
+        tqdm(frames, total=num_frames, desc="renders", unit="frame", disable=not progress)
+    ):
+        if i >= num_frames:
+            break
+        crop = apply_crop(frame, box, config.size, pad_mode=config.pad_mode)
+        if condition_images is None:
+            render = render_frame(crop_landmarks.frame(i), config.size)
+        else:
+            render = condition_images(i)
+        matte = apply_crop(
+            mattes[i][..., None].repeat(3, axis=2), matte_box, config.size, pad_mode="edge"
+        )[..., 0]
+        face_pts = _held_face(crop_landmarks, i)
+        name_jpg, name_png = frame_name(i, ".jpg"), frame_name(i, ".png")
+        write_image(tmp / "frames" / name_jpg, crop)
+        write_image(tmp / "renders" / name_png, render)
+        write_image(tmp / "mattes" / name_png, matte)
+        write_image(
+            tmp / "face" / "frames" / name_jpg, warp_face(crop, affines[i], config.face_size)
+        )
+        write_image(
+            tmp / "face" / "renders" / name_png, warp_face(render, affines[i], config.face_size)
+        )
+        mask = face_mask(face_pts, affines[i], config.face_size, config.face_feather_px)
+        write_image(
+            tmp / "face" / "masks" / name_png, (np.clip(mask, 0, 1) * 255).round().astype(np.uint8)
+        )
+    return affines
+
+
+def _held_face(seq: LandmarkSequence, i: int) -> np.ndarray:
+    """The face points of frame i, or of the nearest frame that has a face."""
+    present = np.flatnonzero(seq.present["face"])
+    nearest = present[np.argmin(np.abs(present - i))]
+    return seq.face[nearest]
+
+
+def _face_affines(
+    seq: LandmarkSequence, face_size: int, face_align_affine, smooth_affines
+) -> np.ndarray:
+    """(T, 2, 3) crop -> aligned face affines, held across missing faces and smoothed in time."""
+    affines = np.stack([face_align_affine(_held_face(seq, i), face_size) for i in range(len(seq))])
+    return smooth_affines(affines, seq.fps)
+
+
+def _report(raw, smoothed, crop_landmarks, valid, fps, timings, jitter) -> dict:
+    """Detection rates, jitter before/after smoothing and warnings, for report.json."""
+    warnings = []
+    parts = {}
+    for part in PARTS:
+        detected = raw.detected[part]
+        present = smoothed.present[part]
+        longest = _longest_run(~present)
+        scale = crop_landmarks.image_size[0] / raw.image_size[0]
+        parts[part] = {
+            "detected_rate": float(detected.mean()),
+            "present_rate_after_interpolation": float(present.mean()),
+            "longest_missing_span_s": longest / fps,
+            "jitter_before_px": float(jitter(getattr(raw, part), raw.detected[part]) * scale),
+            "jitter_after_px": float(jitter(getattr(smoothed, part), present) * scale),
+        }
+        if part in ("left_hand", "right_hand") and longest / fps > 1.0:
+            warnings.append(
+                f"{part.replace('_', ' ')} missing for {longest / fps:.1f} s at a stretch (left missing)"
+            )
+        if detected.mean() < 0.8 and part in ("pose", "face"):
+            warnings.append(f"{part} detected in only {detected.mean():.0%} of frames")
+    padded = 1.0 - float(valid.mean())
+    if padded > 0.1:
+        warnings.append(
+            f"{padded:.0%} of the crop is padding: the person is close to the frame edge"
+        )
+    return {
+        "num_frames": len(raw),
+        "fps": fps,
+        "parts": parts,
+        "padding_fraction": padded,
+        "timings_s": timings,
+        "warnings": warnings,
+    }
+
+
+def _longest_run(mask: np.ndarray) -> int:
+    best = run = 0
+    for value in mask:
+        run = run + 1 if value else 0
+        best = max(best, run)
+    return best
+
+
+def _contact_sheet(
+    root: Path, landmarks: LandmarkSequence, num_frames: int, columns: int = 6
+) -> None:
+    """Frames with landmarks overlaid, condition renders and face crops for a glance check."""
+    picks = np.linspace(0, num_frames - 1, columns).round().astype(int)
+    tile = 192
+    rows = []
+    for i in picks:
+        frame = cv2.imread(str(root / "frames" / frame_name(i, ".jpg")))[..., ::-1].copy()
+        scale = tile / frame.shape[0]
+        frame = cv2.resize(frame, (tile, tile), interpolation=cv2.INTER_AREA)
+        for part, color in (
+            ("pose", (0, 255, 0)),
+            ("left_hand", (255, 0, 0)),
+            ("right_hand", (0, 0, 255)),
+            ("face", (255, 255, 0)),
+        ):
+            pts = landmarks.frame(int(i))[part]
+            if pts is not None:
+                step = 6 if part == "face" else 1
+                for x, y in pts[::step, :2] * scale:
+                    if np.isfinite(x) and np.isfinite(y):
+                        cv2.circle(frame, (int(x), int(y)), 1, color, -1)
+        render = cv2.resize(
+            cv2.imread(str(root / "renders" / frame_name(i, ".png")))[..., ::-1], (tile, tile)
+        )
+        face = cv2.resize(
+            cv2.imread(str(root / "face" / "frames" / frame_name(i, ".jpg")))[..., ::-1],
+            (tile, tile),
+        )
+        mask = cv2.resize(
+            cv2.imread(str(root / "face" / "masks" / frame_name(i, ".png")), cv2.IMREAD_GRAYSCALE),
+            (tile, tile),
+        )
+        face_render = cv2.resize(
+            cv2.imread(str(root / "face" / "renders" / frame_name(i, ".png")))[..., ::-1],
+            (tile, tile),
+        )
+        face_render = (face_render * 0.6 + np.dstack([mask * 0.4, mask * 0.0, mask * 0.0])).astype(
+            np.uint8
+        )
+        rows.append(np.vstack([frame, render, face, face_render]))
+    sheet = np.hstack(rows)
+    write_image(root / "contact_sheet.png", sheet)
