@@ -160,7 +160,7 @@ def iter_frames(
             t = float(frame.pts * frame.time_base) - base
             if pending is not None:
                 boundary = (pending[0] + t) / 2.0
-                while start + k / fps < min(boundary, stop):
+                while start + k / fps <= boundary and start + k / fps < stop:
                     yield pending[1]
                     k += 1
             if t > stop + 1.0 / fps:

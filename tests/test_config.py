@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from anchorgen.config import BaseConfig, require
+from anchorgen.errors import ConfigError
+from anchorgen.prepare.pipeline import PrepareConfig
+
+
+@dataclasses.dataclass
+class Inner(BaseConfig):
+    rate: float = 0.5
+    """A rate in (0, 1]."""
+
+    def __post_init__(self) -> None:
+        require(0 < self.rate <= 1, f"rate must be in (0, 1], got {self.rate}")
+
+
+@dataclasses.dataclass
+class Outer(BaseConfig):
+    name: str = "x"
+    """The name."""
+    sizes: tuple[int, ...] = (1, 2)
+    """Some sizes."""
+    inner: Inner = dataclasses.field(default_factory=Inner)
+    """A nested section."""
+
+
+def test_unknown_key_lists_valid_keys():
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) 'nmae'.*valid keys: inner, name, sizes"):
+        Outer.from_dict({"nmae": "y"})
+    with pytest.raises(ConfigError, match=r"valid keys: rate"):
+        Outer.from_dict({"inner": {"speed": 1}})
+
+
+def test_validation_runs_on_load_and_override():
+    with pytest.raises(ConfigError, match="rate must be in"):
+        Outer.from_dict({"inner": {"rate": 2}})
+    cfg = Outer().with_overrides(["inner.rate=0.25", "sizes=[3, 4]", "name=abc"])
+    assert cfg.inner.rate == 0.25 and cfg.sizes == (3, 4) and cfg.name == "abc"
+    with pytest.raises(ConfigError):
+        Outer().with_overrides(["inner.rate=7"])
+    with pytest.raises(ConfigError, match="key=value"):
+        Outer().with_overrides(["inner.rate"])
+
+
+def test_yaml_and_toml_round_trip(tmp_path):
+    cfg = Outer(name="y", sizes=(5,), inner=Inner(rate=1.0))
+    cfg.save(tmp_path / "c.yaml")
+    assert Outer.load(tmp_path / "c.yaml") == cfg
+    (tmp_path / "c.toml").write_text('name = "t"\nsizes = [7]\n[inner]\nrate = 1\n')
+    assert Outer.load(tmp_path / "c.toml") == Outer(name="t", sizes=(7,), inner=Inner(rate=1.0))
+    with pytest.raises(ConfigError, match="not found"):
+        Outer.load(tmp_path / "missing.yaml")
+
+
+def test_every_field_is_documented():
+    for cls in (Outer, Inner, PrepareConfig):
+        docs = cls.field_docs()
+        missing = [f.name for f in dataclasses.fields(cls) if not docs.get(f.name)]
+        assert not missing, f"{cls.__name__} fields without a docstring: {missing}"
+
+
+def test_prepare_config_validation():
+    with pytest.raises(ConfigError, match="size must be a multiple of 8"):
+        PrepareConfig.from_dict({"size": 100})
+    with pytest.raises(ConfigError, match="pad_mode"):
+        PrepareConfig().with_overrides(["pad_mode=wrap"])
