@@ -24,7 +24,14 @@ EYE_OUTER = (33, 263)
 
 
 def _rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
-    cy, sy, cp, sp, cr, sr = (np.cos(yaw), np.sin(yaw), np.cos(pitch), np.sin(pitch), np.cos(roll), np.sin(roll))
+    cy, sy, cp, sp, cr, sr = (
+        np.cos(yaw),
+        np.sin(yaw),
+        np.cos(pitch),
+        np.sin(pitch),
+        np.cos(roll),
+        np.sin(roll),
+    )
     ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
     rx = np.array([[1, 0, 0], [0, cp, -sp], [0, sp, cp]])
     rz = np.array([[cr, -sr, 0], [sr, cr, 0], [0, 0, 1]])
@@ -63,14 +70,19 @@ def _body(
     base = {"shoulder_width": 50.0, "upper_arm": 70.0, "forearm": 60.0, "hand": 15.0}
     base |= {"torso": 120.0, "thigh": 100.0, "shin": 90.0, "foot": 20.0, "neck": 60.0, "head": 12.0}
     direction0 = {}
-    for parent, child, _ in BONES:
+    for _, child, _ in BONES:
         direction0[child] = rng.normal(size=3) * np.array([1.0, 1.0, 0.3])
     direction0[11], direction0[12] = np.array([1.0, 0, 0]), np.array([-1.0, 0, 0])
     direction0[0] = np.array([0, -1.0, -0.1])
     phase = rng.uniform(0, 2 * np.pi, size=33)
     pose = np.zeros((num_frames, 33, 3))
     root = np.stack(
-        [root_xy[0] + 8 * np.sin(0.2 * t), root_xy[1] + 4 * np.cos(0.15 * t), 10 + 3 * np.sin(0.1 * t)], -1
+        [
+            root_xy[0] + 8 * np.sin(0.2 * t),
+            root_xy[1] + 4 * np.cos(0.15 * t),
+            10 + 3 * np.sin(0.1 * t),
+        ],
+        -1,
     )
     for parent, child, kind in BONES:
         angle = 0.4 * np.sin(0.3 * t + phase[child])  # (T,)
@@ -88,7 +100,9 @@ def _body(
         hand_shape[0] = 0.0
         hand_shape[9] = (0.0, 20.0 * scale, 0.0)  # palm length 20 * scale
         rot = np.stack([_rotation(0.2 * np.sin(0.2 * i), 0.1, 0.3 * np.cos(0.1 * i)) for i in t])
-        getattr(seq, part)[:] = pose[:, wrist, None] + 3 * scale + hand_shape @ np.swapaxes(rot, 1, 2)
+        getattr(seq, part)[:] = (
+            pose[:, wrist, None] + 3 * scale + hand_shape @ np.swapaxes(rot, 1, 2)
+        )
     shape = _face_shape(rng, eye_distance)
     mouth = mouth_amplitude * (0.5 + 0.5 * np.sin(0.7 * t))  # (T,) px
     for i in t:
@@ -134,7 +148,9 @@ def test_proportions_are_measured_in_pixels(people):
     driver_props = BodyProportions.measure(driver)
     # The problem retargeting solves: the driver is 1.3x the target everywhere.
     for kind in BODY_KINDS:
-        assert driver_props.lengths[kind] / props.lengths[kind] == pytest.approx(1.3, rel=0.05), kind
+        assert driver_props.lengths[kind] / props.lengths[kind] == pytest.approx(1.3, rel=0.05), (
+            kind
+        )
     assert driver_props.lengths["palm"] == pytest.approx(26.0, rel=0.01)
     np.testing.assert_allclose(props.root_mean[:2], [256.0, 190.0], atol=2.0)
     assert props.face_neutral.shape == (478, 3)
@@ -174,7 +190,10 @@ def test_bone_directions_follow_the_driver(people):
 def test_hands_are_carried_rigidly_and_rescaled(people):
     target, driver, _ = people
     out = retarget(driver, target)
-    ratio = BodyProportions.measure(target).lengths["palm"] / BodyProportions.measure(driver).lengths["palm"]
+    ratio = (
+        BodyProportions.measure(target).lengths["palm"]
+        / BodyProportions.measure(driver).lengths["palm"]
+    )
     assert ratio == pytest.approx(1 / 1.3, rel=0.01)
     for part, wrist in (("left_hand", 15), ("right_hand", 16)):
         offset_d = getattr(driver, part) - driver.pose[:, wrist, None]

@@ -63,11 +63,9 @@ HAND_WRIST, HAND_MIDDLE_MCP = 0, 9
 # Face-mesh points that move little with expression (nose bridge and tip, forehead, eye
 # corners, cheekbones, temples): the head's rigid pose is fitted on these only, so that an
 # open mouth is not mistaken for a head nod or a zoom.
-FACE_RIGID = np.array(
-    [1, 4, 5, 6, 8, 9, 10, 151, 168, 195, 197, 33, 133, 263, 362, 226, 446]
-    + [127, 356, 234, 454, 93, 323, 116, 345, 50, 280],
-    np.int64,
-)
+_NOSE_AND_FOREHEAD = (1, 4, 5, 6, 8, 9, 10, 151, 168, 195, 197)
+_EYE_CORNERS_AND_CHEEKS = (33, 133, 263, 362, 226, 446, 127, 356, 234, 454, 93, 323, 116, 345)
+FACE_RIGID = np.array([*_NOSE_AND_FOREHEAD, *_EYE_CORNERS_AND_CHEEKS, 50, 280], np.int64)
 FACE_NOSE_TIP = 1
 FACE_EYE_OUTER = (33, 263)
 
@@ -328,7 +326,9 @@ def _palm_length(seq: LandmarkSequence) -> float:
     for part in ("left_hand", "right_hand"):
         ok = np.asarray(seq.present[part], bool)
         hand = getattr(seq, part)[ok].astype(np.float64)
-        lengths.append(np.linalg.norm(hand[:, HAND_MIDDLE_MCP, :2] - hand[:, HAND_WRIST, :2], axis=-1))
+        lengths.append(
+            np.linalg.norm(hand[:, HAND_MIDDLE_MCP, :2] - hand[:, HAND_WRIST, :2], axis=-1)
+        )
     all_lengths = np.concatenate(lengths)
     return float(np.median(all_lengths)) if all_lengths.size else float("nan")
 

@@ -196,7 +196,7 @@ class MeshSequence:
 class _ArraysOnlyUnpickler(pickle.Unpickler):
     """Unpickles numpy arrays, numpy scalars and plain containers, nothing else."""
 
-    def find_class(self, module: str, name: str):  # noqa: D102
+    def find_class(self, module: str, name: str):
         allowed = _allowed_pickle_globals()
         if (module, name) in allowed:
             return allowed[(module, name)]
@@ -263,7 +263,9 @@ def load_smplx_params(path: str | Path, fps: float | None = None) -> SMPLXParams
                 with loaded:
                     raw = {key: loaded[key] for key in loaded.files}
         except ValueError as exc:
-            raise InputError(f"{path}: {exc} (object arrays are refused: they are pickles)") from exc
+            raise InputError(
+                f"{path}: {exc} (object arrays are refused: they are pickles)"
+            ) from exc
         except OSError as exc:
             raise InputError(f"cannot read SMPL-X parameters from {path}: {exc}") from exc
     else:
@@ -314,10 +316,19 @@ def _params_from_dict(raw: dict, path: Path, fps: float | None) -> SMPLXParams:
         if value.shape[1] == 0:
             hands[side] = np.zeros((num_frames, HAND_POSE_DIM))
         elif value.shape[1] > HAND_POSE_DIM:
-            raise InputError(f"{path}: {side} has {value.shape[1]} values (45 axis-angle or <45 PCA)")
+            raise InputError(
+                f"{path}: {side} has {value.shape[1]} values (45 axis-angle or <45 PCA)"
+            )
     betas = values.get("betas", np.zeros(10))
     betas = betas.reshape(-1, betas.shape[-1])[0] if betas.ndim >= 2 else betas.reshape(-1)
-    file_fps = next((float(np.asarray(raw[k]).reshape(-1)[0]) for k in ("fps", "mocap_frame_rate", "mocap_framerate") if k in raw), None)
+    file_fps = next(
+        (
+            float(np.asarray(raw[k]).reshape(-1)[0])
+            for k in ("fps", "mocap_frame_rate", "mocap_framerate")
+            if k in raw
+        ),
+        None,
+    )
     return SMPLXParams(
         betas=betas,
         global_orient=frames("global_orient", 3),
@@ -337,12 +348,17 @@ def _params_from_dict(raw: dict, path: Path, fps: float | None) -> SMPLXParams:
 def _camera_from_dict(raw: dict, path: Path) -> Camera | None:
     """SHOW's perspective camera, or a weak-perspective ``cam`` = (s, tx, ty)."""
     focal_key = next((k for k in ("focal_length", "focal") if k in raw), None)
-    trans_key = next((k for k in ("camera_transl", "cam_trans", "camera_translation") if k in raw), None)
+    trans_key = next(
+        (k for k in ("camera_transl", "cam_trans", "camera_translation") if k in raw), None
+    )
     if focal_key is not None:
         focal = float(np.asarray(raw[focal_key], np.float64).reshape(-1)[0])
         translation = _float_array(raw[trans_key], trans_key, path) if trans_key else np.zeros(3)
         if "width" in raw and "height" in raw:
-            size = (int(np.asarray(raw["width"]).reshape(-1)[0]), int(np.asarray(raw["height"]).reshape(-1)[0]))
+            size = (
+                int(np.asarray(raw["width"]).reshape(-1)[0]),
+                int(np.asarray(raw["height"]).reshape(-1)[0]),
+            )
         elif "center" in raw:
             centre = np.asarray(raw["center"], np.float64).reshape(-1)
             size = (round(2 * centre[0]), round(2 * centre[1]))
@@ -354,7 +370,9 @@ def _camera_from_dict(raw: dict, path: Path) -> Camera | None:
             cx, cy = size[0] / 2, size[1] / 2
         return Camera(
             "perspective",
-            translation=translation.reshape(-1, 3).squeeze(0) if translation.size == 3 else translation.reshape(-1, 3),
+            translation=translation.reshape(-1, 3).squeeze(0)
+            if translation.size == 3
+            else translation.reshape(-1, 3),
             focal=focal,
             principal=(float(cx), float(cy)),
             image_size=size,
@@ -362,7 +380,11 @@ def _camera_from_dict(raw: dict, path: Path) -> Camera | None:
     if "cam" in raw:
         cam = _float_array(raw["cam"], "cam", path).reshape(-1, 3)
         translation = np.concatenate([cam[:, 1:], np.zeros((cam.shape[0], 1))], axis=1)
-        return Camera("orthographic", translation=translation.squeeze(0) if len(cam) == 1 else translation, scale=cam[:, 0].squeeze() if len(cam) == 1 else cam[:, 0])
+        return Camera(
+            "orthographic",
+            translation=translation.squeeze(0) if len(cam) == 1 else translation,
+            scale=cam[:, 0].squeeze() if len(cam) == 1 else cam[:, 0],
+        )
     return None
 
 
@@ -391,7 +413,9 @@ def _model_arrays(model_path: Path) -> dict[str, np.ndarray]:
         with np.load(model_path, allow_pickle=False) as data:
             missing = [k for k in MODEL_KEYS if k not in data.files]
             if missing:
-                raise InputError(f"{model_path}: not an SMPL-X model file, missing {', '.join(missing)}")
+                raise InputError(
+                    f"{model_path}: not an SMPL-X model file, missing {', '.join(missing)}"
+                )
             for key in MODEL_KEYS + OPTIONAL_MODEL_KEYS:
                 if key not in data.files:
                     continue
@@ -477,7 +501,9 @@ def smplx_vertices(
     from tqdm import tqdm
 
     model, components = load_smplx_model(
-        model_path, num_betas=max(len(params.betas), 1), num_expression_coeffs=max(params.expression.shape[1], 1)
+        model_path,
+        num_betas=max(len(params.betas), 1),
+        num_expression_coeffs=max(params.expression.shape[1], 1),
     )
     betas = _fit_width(params.betas[None], model.num_betas)  # (1, B)
     expression = _fit_width(params.expression, model.num_expression_coeffs)  # (T, E)
@@ -485,7 +511,9 @@ def smplx_vertices(
     right = expand_hand_pose(params.right_hand_pose, components["right"])
     vertices, joints = [], []
     with torch.no_grad():
-        for start in tqdm(range(0, len(params), batch_size), desc="SMPL-X meshes", unit="batch", leave=False):
+        for start in tqdm(
+            range(0, len(params), batch_size), desc="SMPL-X meshes", unit="batch", leave=False
+        ):
             part = slice(start, start + batch_size)
             n = len(params.global_orient[part])
 
