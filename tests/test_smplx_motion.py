@@ -229,6 +229,17 @@ def test_orthographic_projection():
     np.testing.assert_allclose(out[0, 1], [100.0, 100.0, 75.0])
 
 
+def test_weak_perspective_cam_per_frame(tmp_path):
+    cam = np.array([[0.5, 0.1, 0.0], [0.25, 0.0, 0.2]])
+    np.savez(tmp_path / "p.npz", body_pose=np.zeros((2, 63)), cam=cam)
+    camera = load_smplx_params(tmp_path / "p.npz").camera
+    assert camera.kind == "orthographic"
+    out = project_to_image(np.zeros((2, 1, 3)), camera, 100)
+    np.testing.assert_allclose(out[:, 0, :2], [[52.5, 50.0], [50.0, 52.5]])
+    with pytest.raises(InputError, match="camera has 2 frames"):
+        project_to_image(np.zeros((3, 1, 3)), camera, 100)
+
+
 def test_perspective_projection_fits_camera_image_into_square():
     camera = Camera(
         "perspective",
@@ -263,6 +274,16 @@ def test_mesh_sequence_end_to_end_and_round_trip(model_file, tmp_path):
     np.testing.assert_array_equal(loaded.vertices, mesh.vertices)
     np.testing.assert_array_equal(loaded.faces, mesh.faces)
     assert loaded.fps == 24.0
+    # SHOW's convention: global_orient of pi about x turns the body into the camera frame.
+    show = _params(global_orient=np.tile([np.pi, 0.0, 0.0], (T, 1)))
+    np.savez(
+        path, **show, focal_length=1000.0, camera_transl=[0.0, 0.0, 5.0], width=640, height=480
+    )
+    mesh = smplx_to_mesh_sequence(path, model_file, size=128)
+    rows = mesh.vertices[0, :, 1]
+    owner = _owner(np.arange(NUM_VERTICES))
+    assert rows[owner == HEAD].mean() < rows[owner == 10].mean()
+    assert mesh.vertices[..., :2].min() >= 0 and mesh.vertices[..., :2].max() <= 128
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     with pytest.raises(InputError):
         MeshSequence.load(tmp_path / "bad.npz")

@@ -100,8 +100,8 @@ class Camera:
     kind: str
     """"perspective" or "orthographic"."""
     translation: np.ndarray
-    """(3,) or (T, 3) added to the vertices before projecting (SHOW ``camera_transl``;
-    for orthographic cameras only x, y are used, as in the weak-perspective ``cam``)."""
+    """(3,), (1, 3) or (T, 3) metres added to the vertices before projecting (SHOW's
+    ``camera_transl``; the weak-perspective ``cam``'s tx, ty with z = 0)."""
     focal: float = 0.0
     """Perspective: focal length in pixels of the camera's own image."""
     principal: tuple[float, float] = (0.0, 0.0)
@@ -321,14 +321,8 @@ def _params_from_dict(raw: dict, path: Path, fps: float | None) -> SMPLXParams:
             )
     betas = values.get("betas", np.zeros(10))
     betas = betas.reshape(-1, betas.shape[-1])[0] if betas.ndim >= 2 else betas.reshape(-1)
-    file_fps = next(
-        (
-            float(np.asarray(raw[k]).reshape(-1)[0])
-            for k in ("fps", "mocap_frame_rate", "mocap_framerate")
-            if k in raw
-        ),
-        None,
-    )
+    fps_key = next((k for k in ("fps", "mocap_frame_rate", "mocap_framerate") if k in raw), None)
+    file_fps = _scalar(raw, fps_key, path) if fps_key else None
     return SMPLXParams(
         betas=betas,
         global_orient=frames("global_orient", 3),
@@ -346,46 +340,39 @@ def _params_from_dict(raw: dict, path: Path, fps: float | None) -> SMPLXParams:
 
 
 def _camera_from_dict(raw: dict, path: Path) -> Camera | None:
-    """SHOW's perspective camera, or a weak-perspective ``cam`` = (s, tx, ty)."""
+    """SHOW's perspective camera, or a weak-perspective ``cam`` = (s, tx, ty) per frame."""
     focal_key = next((k for k in ("focal_length", "focal") if k in raw), None)
-    trans_key = next(
-        (k for k in ("camera_transl", "cam_trans", "camera_translation") if k in raw), None
-    )
     if focal_key is not None:
-        focal = float(np.asarray(raw[focal_key], np.float64).reshape(-1)[0])
+        trans_key = next(
+            (k for k in ("camera_transl", "cam_trans", "camera_translation") if k in raw), None
+        )
         translation = _float_array(raw[trans_key], trans_key, path) if trans_key else np.zeros(3)
+        centre = (
+            _float_array(raw["center"], "center", path).reshape(-1)[:2] if "center" in raw else None
+        )
         if "width" in raw and "height" in raw:
-            size = (
-                int(np.asarray(raw["width"]).reshape(-1)[0]),
-                int(np.asarray(raw["height"]).reshape(-1)[0]),
-            )
-        elif "center" in raw:
-            centre = np.asarray(raw["center"], np.float64).reshape(-1)
+            size = (round(_scalar(raw, "width", path)), round(_scalar(raw, "height", path)))
+        elif centre is not None:
             size = (round(2 * centre[0]), round(2 * centre[1]))
         else:
             raise InputError(f"{path}: '{focal_key}' given without 'width'/'height' or 'center'")
-        if "center" in raw:
-            cx, cy = np.asarray(raw["center"], np.float64).reshape(-1)[:2]
-        else:
-            cx, cy = size[0] / 2, size[1] / 2
+        principal = centre if centre is not None else np.array(size, np.float64) / 2
         return Camera(
             "perspective",
-            translation=translation.reshape(-1, 3).squeeze(0)
-            if translation.size == 3
-            else translation.reshape(-1, 3),
-            focal=focal,
-            principal=(float(cx), float(cy)),
+            translation=translation.reshape(-1, 3),
+            focal=_scalar(raw, focal_key, path),
+            principal=(float(principal[0]), float(principal[1])),
             image_size=size,
         )
     if "cam" in raw:
-        cam = _float_array(raw["cam"], "cam", path).reshape(-1, 3)
-        translation = np.concatenate([cam[:, 1:], np.zeros((cam.shape[0], 1))], axis=1)
-        return Camera(
-            "orthographic",
-            translation=translation.squeeze(0) if len(cam) == 1 else translation,
-            scale=cam[:, 0].squeeze() if len(cam) == 1 else cam[:, 0],
-        )
+        cam = _float_array(raw["cam"], "cam", path).reshape(-1, 3)  # (1|T, 3): s, tx, ty
+        translation = np.concatenate([cam[:, 1:], np.zeros((len(cam), 1))], axis=1)
+        return Camera("orthographic", translation=translation, scale=cam[:, 0])
     return None
+
+
+def _scalar(raw: dict, key: str, path: Path) -> float:
+    return float(_float_array(raw[key], key, path).reshape(-1)[0])
 
 
 def _float_array(value, key: str, path: Path) -> np.ndarray:
@@ -574,10 +561,12 @@ def project_to_image(vertices: np.ndarray, camera: Camera, size: int) -> np.ndar
     if vertices.ndim != 3 or vertices.shape[-1] != 3:
         raise InputError(f"vertices must be (T, V, 3), got {vertices.shape}")
     translation = np.asarray(camera.translation, np.float64).reshape(-1, 1, 3)  # (1|T, 1, 3)
+    scale = np.asarray(camera.scale, np.float64).reshape(-1, 1)  # (1|T, 1)
+    if {len(translation), len(scale)} - {1, len(vertices)}:
+        raise InputError(f"the camera has {len(translation)} frames, the mesh {len(vertices)}")
     points = vertices + translation
     out = np.empty_like(points)
     if camera.kind == "orthographic":
-        scale = np.asarray(camera.scale, np.float64).reshape(-1, 1)  # (1|T, 1)
         half = size / 2.0
         out[..., 0] = (points[..., 0] * scale + 1.0) * half
         out[..., 1] = (points[..., 1] * scale + 1.0) * half
