@@ -10,6 +10,7 @@ from anchorgen.landmarks import LandmarkSequence
 from anchorgen.motion.retarget import (
     BONES,
     FACE_RIGID,
+    MAX_PROPORTION_DEVIATION,
     ROOT,
     BodyProportions,
     neutral_face,
@@ -173,6 +174,24 @@ def test_retargeting_gives_target_bone_lengths_and_framing(people):
     np.testing.assert_allclose(
         root_out - root_out.mean(0), (root_d - root_d.mean(0)) * width_ratio, atol=1e-3
     )
+
+
+def test_foreshortened_driver_bones_do_not_stretch_the_target(people):
+    target, driver, _ = people
+    driver = driver.slice(0, len(driver))
+    driver.pose = driver.pose.copy()
+    for elbow, wrist in ((13, 15), (14, 16)):  # forearms pointing at the camera all clip
+        driver.pose[:, wrist, :2] = driver.pose[:, elbow, :2] + 0.4 * (
+            driver.pose[:, wrist, :2] - driver.pose[:, elbow, :2]
+        )
+    props_t, props_d = BodyProportions.measure(target), BodyProportions.measure(driver)
+    body = props_t.shoulder_width / props_d.shoulder_width
+    out = BodyProportions.measure(retarget(driver, target, props_t))
+    assert out.lengths["forearm"] == pytest.approx(
+        props_d.lengths["forearm"] * body * MAX_PROPORTION_DEVIATION, rel=1e-3
+    )
+    assert out.lengths["forearm"] < 0.8 * props_t.lengths["forearm"]
+    assert out.lengths["upper_arm"] == pytest.approx(props_t.lengths["upper_arm"], rel=0.01)
 
 
 def test_bone_directions_follow_the_driver(people):

@@ -67,7 +67,9 @@ _NOSE_AND_FOREHEAD = (1, 4, 5, 6, 8, 9, 10, 151, 168, 195, 197)
 _EYE_CORNERS_AND_CHEEKS = (33, 133, 263, 362, 226, 446, 127, 356, 234, 454, 93, 323, 116, 345)
 FACE_RIGID = np.array([*_NOSE_AND_FOREHEAD, *_EYE_CORNERS_AND_CHEEKS, 50, 280], np.int64)
 FACE_NOSE_TIP = 1
-FACE_EYE_OUTER = (33, 263)
+
+MAX_PROPORTION_DEVIATION = 1.25
+"""Largest factor by which a bone's target/driver ratio may differ from the shoulder ratio."""
 
 
 @dataclasses.dataclass
@@ -291,7 +293,16 @@ def _walk_tree(
 
 
 def _length_ratios(target: BodyProportions, driver: BodyProportions) -> dict[str, float]:
-    """Target/driver length per bone kind, with fallbacks for parts one side never showed."""
+    """Target/driver length per bone kind, with fallbacks for parts one side never showed.
+
+    The shoulder width, seen nearly parallel to the image in talking-to-camera footage,
+    sets the body scale. Other ratios may differ from it by at most
+    ``MAX_PROPORTION_DEVIATION``: a larger difference is foreshortening, not anatomy (a
+    driver at a desk whose forearms point at the camera all clip long has a median 2D
+    forearm of about half its upper arm; taken at face value it would give the target
+    arms twice too long whenever the driver stretches them).
+    """
+    body = _safe_ratio(target.shoulder_width, driver.shoulder_width, "shoulder_width")
     ratio = {}
     for kind in dict.fromkeys(kind for _, _, kind in BONES):
         ratio[kind] = _safe_ratio(target.lengths[kind], driver.lengths[kind], kind)
@@ -300,7 +311,8 @@ def _length_ratios(target: BodyProportions, driver: BodyProportions) -> dict[str
     ratio["head"] = ratio["face"]  # the pose's eye/ear/mouth points follow the face mesh
     palm = target.lengths["palm"] / driver.lengths["palm"]
     ratio["palm"] = float(palm) if np.isfinite(palm) and palm > 0 else ratio["hand"]
-    return ratio
+    low, high = body / MAX_PROPORTION_DEVIATION, body * MAX_PROPORTION_DEVIATION
+    return {kind: float(np.clip(value, low, high)) for kind, value in ratio.items()}
 
 
 def _safe_ratio(target: float, driver: float, kind: str) -> float:
