@@ -268,10 +268,10 @@ def _condition_source(conditions_dir, smplx_params, smplx_model, num_frames, fps
             )
         return lambda i: frames[i : i + 1][0]
     if smplx_params is not None:
-        from anchorgen.motion.smplx_motion import load_smplx_meshes
+        from anchorgen.motion.smplx_motion import smplx_to_mesh_sequence
         from anchorgen.prepare.render import render_mesh_frame
 
-        meshes = load_smplx_meshes(smplx_params, smplx_model, size=size)
+        meshes = smplx_to_mesh_sequence(smplx_params, smplx_model, size, fps=fps)
         if len(meshes) < num_frames:
             raise InputError(
                 f"{smplx_params} has {len(meshes)} frames for {num_frames} video frames"
