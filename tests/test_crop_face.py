@@ -99,14 +99,22 @@ def test_compute_clip_crop_contains_union_and_stays_inside():
 def test_compute_clip_crop_extends_outside_when_needed():
     pts = [np.array([[10.0, 5.0, 0.0], [630.0, 300.0, 0.0]])] * 5  # wider than the frame is tall
     box = compute_clip_crop(_sequence_with_points(pts), (640, 480), margin=0.1)
-    assert box.side >= 620 * 1.2 - 1
-    left, top, right, bottom = box.padding((640, 480))
-    assert left > 0 and right > 0 and top + bottom > 0
-    assert box.x0 <= 10 and box.x0 + box.side >= 630 and box.y0 <= 5 and box.y0 + box.side >= 300
+    assert box.side == 640 and box.padding((640, 480)) == (0, 160, 0, 0)  # towards the union
+    # hands beyond the frame on both sides: margin all round, padded everywhere
+    pts = [np.array([[-50.0, 5.0, 0.0], [700.0, 300.0, 0.0]])] * 5
+    box = compute_clip_crop(_sequence_with_points(pts), (640, 480), margin=0.1)
+    assert box.side >= 750 * 1.2 - 1
+    assert all(p > 0 for p in box.padding((640, 480)))
+    assert box.x0 <= -50 and box.x0 + box.side >= 700 and box.y0 <= 5 and box.y0 + box.side >= 300
     # the union fits in the frame but its margin does not: the margin shrinks
     pts = [np.array([[100.0, 20.0, 0.0], [540.0, 460.0, 0.0]])] * 5
     box = compute_clip_crop(_sequence_with_points(pts), (640, 480))
     assert box.side == 480 and box.padding((640, 480)) == (0, 0, 0, 0)
+    # taller than the frame is wide (portrait clip): padded sideways only
+    pts = [np.array([[200.0, 30.0, 0.0], [300.0, 1000.0, 0.0]])] * 5
+    box = compute_clip_crop(_sequence_with_points(pts, (540, 1080)), (540, 1080))
+    left, top, right, bottom = box.padding((540, 1080))
+    assert box.side == 1080 and top == bottom == 0 and left + right == 540
     with pytest.raises(InputError):
         compute_clip_crop(LandmarkSequence.empty(3, 25.0, (640, 480)), (640, 480))
 

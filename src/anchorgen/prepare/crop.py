@@ -110,8 +110,10 @@ def compute_clip_crop(
     hips with visibility >= ``visibility_threshold`` is taken; across frames, the
     ``percentile`` / ``100 - percentile`` percentiles of those extents make the union box
     (robust to single-frame misdetections). ``margin`` is added on each side as a fraction
-    of the union's longer side. When the union fits inside the frame, the margin shrinks as
-    needed so that the square stays inside (no padding); otherwise it extends outside.
+    of the union's longer side. The margin shrinks where it would only add padding: a
+    union that fits inside the frame gets a square inside the frame (no padding); a union
+    taller (wider) than the frame is wide (tall) gets a square no longer than the frame's
+    longer side, padded only across the shorter one.
     """
     width, height = int(image_size[0]), int(image_size[1])
     extents = _part_extents(seq, visibility_threshold)
@@ -122,8 +124,10 @@ def compute_clip_crop(
     x_hi, y_hi = np.percentile(extents[:, 2:], 100 - percentile, axis=0)
     union_side = max(x_hi - x_lo, y_hi - y_lo, 1.0)
     side = union_side * (1 + 2 * margin)
-    if union_side <= min(width, height):
-        side = min(side, min(width, height))
+    for frame_side in sorted((width, height)):
+        if union_side <= frame_side:  # no margin beyond what the frame can show
+            side = min(side, frame_side)
+            break
     start_x = _place(x_lo, x_hi, side, width)
     start_y = _place(y_lo, y_hi, side, height)
     x0, y0 = int(np.floor(start_x)), int(np.floor(start_y))
