@@ -100,12 +100,10 @@ def test_compute_clip_crop_extends_outside_when_needed():
     pts = [np.array([[10.0, 5.0, 0.0], [630.0, 300.0, 0.0]])] * 5  # wider than the frame is tall
     box = compute_clip_crop(_sequence_with_points(pts), (640, 480), margin=0.1)
     assert box.side == 640 and box.padding((640, 480)) == (0, 160, 0, 0)  # towards the union
-    # hands beyond the frame on both sides: margin all round, padded everywhere
+    # points beyond the frame (MediaPipe extrapolates cut-off parts) do not grow the box
     pts = [np.array([[-50.0, 5.0, 0.0], [700.0, 300.0, 0.0]])] * 5
     box = compute_clip_crop(_sequence_with_points(pts), (640, 480), margin=0.1)
-    assert box.side >= 750 * 1.2 - 1
-    assert all(p > 0 for p in box.padding((640, 480)))
-    assert box.x0 <= -50 and box.x0 + box.side >= 700 and box.y0 <= 5 and box.y0 + box.side >= 300
+    assert box.side == 640 and box.padding((640, 480)) == (0, 160, 0, 0)
     # the union fits in the frame but its margin does not: the margin shrinks
     pts = [np.array([[100.0, 20.0, 0.0], [540.0, 460.0, 0.0]])] * 5
     box = compute_clip_crop(_sequence_with_points(pts), (640, 480))
@@ -117,6 +115,20 @@ def test_compute_clip_crop_extends_outside_when_needed():
     assert box.side == 1080 and top == bottom == 0 and left + right == 540
     with pytest.raises(InputError):
         compute_clip_crop(LandmarkSequence.empty(3, 25.0, (640, 480)), (640, 480))
+
+
+def test_compute_clip_crop_ignores_unseen_pose_points():
+    seq = _sequence_with_points([np.array([[200.0, 100.0, 0.0], [300.0, 200.0, 0.0]])] * 5)
+    seq.pose[:] = 250.0
+    seq.pose[:, 13] = (250.0, 470.0, 0.0)  # elbow in the frame but not visible
+    seq.pose[:, 14] = (250.0, 900.0, 0.0)  # elbow below the frame, "visible"
+    seq.pose[:, 11] = (180.0, 260.0, 0.0)  # shoulder: visible and in the frame
+    seq.pose_visibility[:] = 0.9
+    seq.pose_visibility[:, 13] = 0.1
+    seq.present["pose"][:] = True
+    box = compute_clip_crop(seq, (640, 480), margin=0.0)
+    assert box.x0 <= 180 and box.y0 + box.side >= 260
+    assert box.side == 160 and box.padding((640, 480)) == (0, 0, 0, 0)  # y 100..260
 
 
 def _synthetic_face(eye_dist=60.0, mouth_dist=60.0, angle=0.2, centre=(300.0, 220.0)) -> np.ndarray:

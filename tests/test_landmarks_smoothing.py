@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from itertools import islice
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -224,3 +227,31 @@ def test_face_counting_and_person_check(astronaut):
     blank = np.full((256, 256, 3), 128, np.uint8)
     assert count_faces_in_frames([blank, astronaut]) == [0, 1]
     assert has_person(astronaut) and not has_person(blank)
+
+
+DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not (DATA / "anchors").is_dir(), reason="../shared/data not present")
+def test_real_clip_tracks_and_smooths():
+    """First second of the news anchor clip: one face, tracked every frame, smoothed steadier."""
+    import av
+
+    from anchorgen.prepare.crop import compute_clip_crop, valid_mask
+    from anchorgen.prepare.holistic import count_faces, track_frames
+
+    with av.open(str(DATA / "anchors" / "news_anchor_20s.mp4")) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in islice(container.decode(video=0), 25)]
+    height, width = frames[0].shape[:2]
+    assert count_faces(frames[0]) == 1
+    seq = track_frames(frames, 25.0, (width, height), progress=False)
+    assert seq.detected["face"].all() and seq.detected["pose"].all()
+    smooth = smooth_sequence(seq)
+    assert jitter(smooth.pose, smooth.present["pose"]) < 0.5 * jitter(seq.pose, seq.present["pose"])
+    assert jitter(smooth.face, smooth.present["face"]) < jitter(seq.face, seq.present["face"])
+    box = compute_clip_crop(smooth, (width, height))
+    face_xy = smooth.face[..., :2]
+    assert (face_xy.min(axis=(0, 1)) >= (box.x0, box.y0)).all()
+    assert (face_xy.max(axis=(0, 1)) <= (box.x0 + box.side, box.y0 + box.side)).all()
+    assert valid_mask(box, (width, height), 64).mean() > 0.5
