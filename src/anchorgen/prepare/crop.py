@@ -137,11 +137,10 @@ def compute_clip_crop(
         if union_side <= frame_side:  # no margin beyond what the frame can show
             side = min(side, frame_side)
             break
-    start_x = _place(x_lo, x_hi, side, width)
-    start_y = _place(y_lo, y_hi, side, height)
-    x0, y0 = int(np.floor(start_x)), int(np.floor(start_y))
-    # whole pixels: grow just enough that the integer box covers the real-valued one
-    side_px = int(np.ceil(side + max(start_x - x0, start_y - y0) - 1e-6))
+    side_px = int(np.ceil(side - 1e-6))
+    # whole pixels: rounding keeps integer frame bounds, and the union to within 0.5 px
+    x0 = round(_place(x_lo, x_hi, side_px, width))
+    y0 = round(_place(y_lo, y_hi, side_px, height))
     return CropBox(x0, y0, side_px)
 
 
