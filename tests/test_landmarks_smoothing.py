@@ -180,6 +180,9 @@ def test_smooth_face_steadies_head_and_keeps_lips():
     # filtering every point at the head's rate instead would flatten the lips
     plain = zero_phase_one_euro(faces / 40.0, FPS, 1.5, 1.0) * 40.0
     assert np.std(mouth(plain)[10:-10]) / np.std(mouth(faces)[10:-10]) < 0.7 * kept
+    still = np.repeat(faces[:1], 20, axis=0)
+    still[..., 2] = rng.normal(0, 5, 478)  # depth too
+    assert np.allclose(smooth_face(still, np.ones(20, bool), FPS), still, atol=1e-6)
     gap = present.copy()
     gap[50:60] = False
     assert np.isnan(smooth_face(faces, gap, FPS)[50:60]).all()
