@@ -210,7 +210,7 @@ def prepare(
 
 def _track(video, fps, config, info, progress):
     """Pass 1: landmarks of every frame (source pixels) and down-scaled mattes."""
-    from anchorgen.prepare.holistic import count_faces, track_frames
+    from anchorgen.prepare.holistic import count_faces_in_frames, track_frames
 
     matte_scale = min(1.0, MATTE_MAX_SIDE / max(info.width, info.height))
     mattes: list[np.ndarray] = []
@@ -221,12 +221,12 @@ def _track(video, fps, config, info, progress):
         .astype(int)
         .tolist()
     )
-    face_counts: list[int] = []
+    sampled: list[np.ndarray] = []
 
     def frames():
         for i, frame in enumerate(video_io.iter_frames(video, fps, config.start, config.end)):
             if i in check_at:
-                face_counts.append(count_faces(frame))
+                sampled.append(frame)
             yield frame
 
     def keep_matte(_index: int, matte: np.ndarray) -> None:
@@ -236,9 +236,8 @@ def _track(video, fps, config, info, progress):
         mattes.append((np.clip(small, 0, 1) * 255).astype(np.uint8))
 
     bar = tqdm(frames(), total=estimate, desc="landmarks", unit="frame", disable=not progress)
-    raw = track_frames(bar, fps, (info.width, info.height), on_matte=keep_matte)
-    if len(raw) == 0:
-        raise InputError(f"{video}: zero decodable frames")
+    raw = track_frames(bar, fps, (info.width, info.height), on_matte=keep_matte, progress=False)
+    face_counts = count_faces_in_frames(sampled)
     if face_counts and np.median(face_counts) > 1:
         raise InputError(
             f"{video}: {int(np.median(face_counts))} faces in view on sampled frames; anchorgen needs a clip of one person"
@@ -347,7 +346,7 @@ def _face_affines(
 ) -> np.ndarray:
     """(T, 2, 3) crop -> aligned face affines, held across missing faces and smoothed in time."""
     affines = np.stack([face_align_affine(_held_face(seq, i), face_size) for i in range(len(seq))])
-    return smooth_affines(affines, seq.fps)
+    return smooth_affines(affines, seq.fps, out_size=face_size)
 
 
 def _report(raw, smoothed, crop_landmarks, valid, fps, timings, jitter) -> dict:
