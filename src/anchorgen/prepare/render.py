@@ -78,7 +78,8 @@ _NECK_RADIUS = 0.17
 _TORSO_HALF_DEPTH = 0.28
 """Chest half-depth over shoulder width."""
 _TORSO_DOME = 0.12
-"""Height of the rounded top of the torso above the shoulder line, over the torso length."""
+"""How far the rounded ends of the torso reach beyond the shoulder and the hip lines, over
+the torso length."""
 _HIP_WIDTH_FACTOR = 1.5
 """Hip joints lie inside the pelvis: torso half-width at the hips over half the joint distance."""
 _HEAD_RADIUS_FROM_EARS = 0.62
@@ -765,17 +766,19 @@ def _torso_mesh(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Front half of an elliptic cylinder from the shoulder line to the hip line.
 
-    Rows run from above the shoulders (v < 0) to the hips (v = 1), columns across the body
-    at angle theta in [-pi/2, pi/2]: point = centre(v) + f(v) (half_width(v) sin(theta)
-    - half_depth cos(theta) z_hat). Near the top the profile f(v) falls along a quarter
-    ellipse to zero, which rounds the shoulders and the base of the neck into a dome.
+    Rows run from above the shoulders (v < 0) to below the hip joints (v > 1), columns
+    across the body at angle theta in [-pi/2, pi/2]: point = centre(v) + f(v)
+    (half_width(v) sin(theta) - half_depth cos(theta) z_hat). Near both ends the profile
+    f(v) falls along a quarter ellipse to zero, which rounds the shoulders and the base of
+    the neck into a dome, and the pelvis likewise.
     Returns vertices (R*C, 3) and faces ((R-1)*(C-1)*2, 3) facing the camera.
     """
-    dome, rounded = _TORSO_DOME, 0.1  # dome height; f(v) < 1 for v < rounded
-    rows, cols = 12, 13
-    v = np.linspace(-dome, 1.0, rows)[:, None, None]  # (R, 1, 1)
+    dome, rounded = _TORSO_DOME, 0.1  # cap height beyond each end; f(v) < 1 within rounded
+    rows, cols = 14, 13
+    v = np.linspace(-dome, 1.0 + dome, rows)[:, None, None]  # (R, 1, 1)
     theta = np.linspace(-np.pi / 2, np.pi / 2, cols)[None, :, None]  # (1, C, 1)
-    profile = np.sqrt(1 - np.clip((rounded - v) / (rounded + dome), 0, 1) ** 2)  # (R, 1, 1)
+    into_cap = np.maximum(rounded - v, v - 1 + rounded) / (rounded + dome)
+    profile = np.sqrt(1 - np.clip(into_cap, 0, 1) ** 2)  # (R, 1, 1)
     hips = np.asarray([left_hip, right_hip], np.float64)
     half_hip = (hips[0] - hips[1]) / 2 * _HIP_WIDTH_FACTOR
     centre = (1 - v) * (left_sh + right_sh) / 2 + v * hips.mean(0)  # (R, 1, 3)
