@@ -314,12 +314,12 @@ def _pixel_range(
     return first, (last - first + 1).clamp(min=0)
 
 
-SpanFunction = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+_SpanFunction = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 """(primitive index (R,), row centre y (R,) float64) -> x extent (left (R,), right (R,))."""
 
 
 def _span_fragments(
-    y_lo: torch.Tensor, y_hi: torch.Tensor, span: SpanFunction, height: int, width: int
+    y_lo: torch.Tensor, y_hi: torch.Tensor, span: _SpanFunction, height: int, width: int
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Candidate pixels of K primitives, scanline by scanline, in chunks.
 
