@@ -6,10 +6,12 @@ image from MediaPipe landmarks (:class:`anchorgen.landmarks.LandmarkSequence`), 
 and any retargeted motion can be re-rendered from the saved landmarks alone:
 
 - face: the 468-point face mesh triangulated (:func:`face_triangles`), smooth shaded with
-  area-weighted vertex normals; the open mouth shows as a dark cavity;
-- torso: a half elliptic cylinder from the shoulders to the hips;
-- limbs, neck, hands: 3D capsules (exact ray-capsule intersection), palms as small meshes,
-  the skull as a sphere behind the face.
+  area-weighted vertex normals; the open mouth shows as a dark cavity; a skull sphere
+  behind it (a head sphere at the ears when only the pose is known);
+- torso: a half elliptic cylinder from the shoulders to the hips with rounded ends;
+- neck, arms, legs (only where MediaPipe sees them), fingers: tapered 3D capsules, radii
+  proportional to the shoulder width (body) or the palm length (hands); wrist-to-knuckle
+  cones fill the palm.
 
 Everything is rasterised by a vectorised z-buffer in torch on the CPU: orthographic view
 along +z, coordinates in output pixels (x right, y down, z away from the camera, pixel
@@ -27,7 +29,7 @@ import collections
 import contextlib
 import functools
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -119,6 +121,7 @@ _HAND_RADIUS = np.array(
 
 
 def _face_edges() -> set[tuple[int, int]]:
+    """MediaPipe's face-mesh edges as sorted pairs (imports mediapipe, about a second)."""
     import os
 
     os.environ.setdefault("GLOG_minloglevel", "2")
@@ -280,7 +283,7 @@ def _image_shape(size: int | tuple[int, int]) -> tuple[int, int]:
     return int(height), int(width)
 
 
-Fragments = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+_Fragments = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 """(pixel (M,) int64 flat index y * W + x, depth (M,) float32, unit normal (M, 3) float32)."""
 
 
@@ -311,38 +314,45 @@ def _pixel_range(
     return first, (last - first + 1).clamp(min=0)
 
 
-def _bbox_fragments(
-    lo: torch.Tensor, hi: torch.Tensor, height: int, width: int
-) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """Pixels inside each primitive's bounding box, in chunks.
+_SpanFunction = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+"""(primitive index (R,), row centre y (R,) float64) -> x extent (left (R,), right (R,))."""
 
-    ``lo``, ``hi``: (K, 2) float x, y bounds. Yields (primitive index, px, py), each (N,)
-    int64: the pixel column and row of every candidate pixel whose centre is in the box.
+
+def _span_fragments(
+    y_lo: torch.Tensor, y_hi: torch.Tensor, span: _SpanFunction, height: int, width: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Candidate pixels of K primitives, scanline by scanline, in chunks.
+
+    Each primitive covers the pixel rows whose centre lies in [y_lo, y_hi] ((K,) each);
+    ``span`` gives its x extent on each of those rows. Yields (primitive index, px, py),
+    each (N,) int64: every pixel whose centre lies in a span.
     """
-    x0, box_w = _pixel_range(lo[:, 0], hi[:, 0], width)
-    y0, box_h = _pixel_range(lo[:, 1], hi[:, 1], height)
-    table = torch.stack([x0, y0, box_w])  # (3, K)
-    for ids, local in _expand(box_w * box_h):
-        x0_i, y0_i, w_i = table.index_select(1, ids)
-        row = torch.div(local, w_i, rounding_mode="floor")
-        yield ids, x0_i + local - row * w_i, y0_i + row
+    y0, rows = _pixel_range(y_lo, y_hi, height)
+    for owner, local in _expand(rows):
+        row_y = y0.index_select(0, owner) + local  # (R,)
+        left, right = span(owner, row_y.double() + 0.5)
+        x0, count = _pixel_range(left, right, width)
+        for row, offset in _expand(count):
+            yield (
+                owner.index_select(0, row),
+                x0.index_select(0, row) + offset,
+                row_y.index_select(0, row),
+            )
 
 
 def _triangle_fragments(
     tri: torch.Tensor, height: int, width: int
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """Pixels whose centre lies in each triangle (scanline spans), in chunks.
+    """Pixels whose centre lies in each triangle, in chunks (see :func:`_span_fragments`).
 
-    ``tri``: (F, 3 corners, 2 or more) with x, y first. Each triangle is cut into pixel
-    rows; on a row at height yc the span runs between the crossings of its edges,
-    x = px + (yc - py) (qx - px) / (qy - py). Yields (triangle index, px, py), each (N,).
+    ``tri``: (F, 3 corners, 2 or more) with x, y first. On a row at height yc the span
+    runs between the crossings of the edges, x = px + (yc - py) (qx - px) / (qy - py).
     Pixels on an edge shared by two triangles may come from both; the z-test keeps one.
     """
-    y0, rows = _pixel_range(tri[:, :, 1].amin(1), tri[:, :, 1].amax(1), height)
-    corners = tri[:, :, :2].reshape(len(tri), 6).T  # (6, F): x0, y0, x1, y1, x2, y2
-    for tri_of_row, local in _expand(rows):
-        yc = (y0.index_select(0, tri_of_row) + local).double() + 0.5  # (R,) row centres
-        c = corners.index_select(1, tri_of_row).double()
+    corners = tri[:, :, :2].reshape(len(tri), 6).T.double()  # (6, F): x0, y0, x1, y1, x2, y2
+
+    def span(owner: torch.Tensor, yc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        c = corners.index_select(1, owner)
         left = torch.full_like(yc, torch.inf)
         right = torch.full_like(yc, -torch.inf)
         for p, q in ((0, 1), (1, 2), (2, 0)):
@@ -352,20 +362,41 @@ def _triangle_fragments(
             x = px + t * (qx - px)
             left = torch.where(crosses, torch.minimum(left, x), left)
             right = torch.where(crosses, torch.maximum(right, x), right)
-        x0, span = _pixel_range(left - 1e-7, right + 1e-7, width)
-        row_y = (yc - 0.5).long()
-        for row, offset in _expand(span):
-            yield (
-                tri_of_row.index_select(0, row),
-                x0.index_select(0, row) + offset,
-                row_y.index_select(0, row),
-            )
+        return left - 1e-7, right + 1e-7
+
+    yield from _span_fragments(tri[:, :, 1].amin(1), tri[:, :, 1].amax(1), span, height, width)
+
+
+def _cone_fragments(
+    a: torch.Tensor, b: torch.Tensor, radius: torch.Tensor, height: int, width: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Candidate pixels of capsules ((K, 3) ends, (K,) largest radius R), in chunks.
+
+    On a row at height yc, the axis points with |y - yc| <= R lie between two parameters
+    of the segment; the span is their x range widened by R on both sides (a superset of
+    the capsule's pixels, much tighter than its bounding box for slanted limbs).
+    """
+    ends = torch.stack([a[:, 0], a[:, 1], b[:, 0], b[:, 1], radius]).double()  # (5, K)
+
+    def span(owner: torch.Tensor, yc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        ax, ay, bx, by, r = ends.index_select(1, owner)
+        dy = torch.where(by == ay, 1.0, by - ay)
+        t1 = ((yc - r - ay) / dy).clamp(0, 1)
+        t2 = ((yc + r - ay) / dy).clamp(0, 1)
+        flat = by == ay  # horizontal axis: the whole segment is within reach of the row
+        t1, t2 = torch.where(flat, 0.0, t1), torch.where(flat, 1.0, t2)
+        x1, x2 = ax + t1 * (bx - ax), ax + t2 * (bx - ax)
+        return torch.minimum(x1, x2) - r, torch.maximum(x1, x2) + r
+
+    lo = torch.minimum(a[:, 1], b[:, 1]) - radius
+    hi = torch.maximum(a[:, 1], b[:, 1]) + radius
+    yield from _span_fragments(lo, hi, span, height, width)
 
 
 def _pick_front(pixel: torch.Tensor, depth: torch.Tensor, num_pixels: int) -> torch.Tensor:
     """Z-test: index (M,) of the nearest fragment at each covered pixel, in pixel order.
 
-    Fragments with infinite depth are misses. Among fragments of equal depth the one
+    _Fragments with infinite depth are misses. Among fragments of equal depth the one
     listed last wins (a scatter max does not depend on the order of operations).
     """
     nearest = torch.full((num_pixels,), torch.inf).scatter_reduce(0, pixel, depth, "amin")
@@ -386,12 +417,12 @@ def _nearest_of(parts: list[tuple[torch.Tensor, ...]], num_pixels: int) -> tuple
     return tuple(column[keep] for column in joined)
 
 
-def _no_fragments() -> Fragments:
+def _no_fragments() -> _Fragments:
     return torch.zeros(0, dtype=torch.long), torch.zeros(0), torch.zeros(0, 3)
 
 
-def _to_buffers(fragments: Fragments, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Fragments -> depth (H, W) (inf = background) and normal (H, W, 3) arrays."""
+def _to_buffers(fragments: _Fragments, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """_Fragments -> depth (H, W) (inf = background) and normal (H, W, 3) arrays."""
     pixel, depth, normal = fragments
     depth_buffer = torch.full((height * width,), torch.inf)
     normal_buffer = torch.zeros(height * width, 3)
@@ -455,7 +486,7 @@ def rasterize_mesh(
         return _to_buffers(_mesh_fragments(vertices, faces, height, width), height, width)
 
 
-def _mesh_fragments(vertices: np.ndarray, faces: np.ndarray, height: int, width: int) -> Fragments:
+def _mesh_fragments(vertices: np.ndarray, faces: np.ndarray, height: int, width: int) -> _Fragments:
     """:func:`rasterize_mesh` on validated input, as one fragment per covered pixel."""
     if not len(faces):
         return _no_fragments()
@@ -522,61 +553,69 @@ def rasterize_capsules(
 
 def _capsule_fragments(
     start: np.ndarray, end: np.ndarray, radius: np.ndarray, height: int, width: int
-) -> Fragments:
-    """:func:`rasterize_capsules` on validated float64 input (radius (K, 2)), one fragment
-    per covered pixel. Solved in float64: the quadratic's terms are squares of pixel
-    distances times squared lengths, too large for float32 to difference."""
+) -> _Fragments:
+    """:func:`rasterize_capsules` on validated input (radius (K, 2)), one fragment per
+    covered pixel.
+
+    Quilez's round-cone quadratic is used divided through by |b - a|^2 (unit axis u,
+    rr' = (ra - rb) / |b - a|): its terms are then squared pixel distances, which float32
+    differences accurately.
+    """
     keep = np.isfinite(start).all(1) & np.isfinite(end).all(1) & (radius > 0).all(1)
     if not keep.any():
         return _no_fragments()
-    a, b = torch.from_numpy(start[keep]), torch.from_numpy(end[keep])  # (K, 3) float64
-    ra, rb = torch.from_numpy(radius[keep]).T  # (K,) each
-    ba = b - a
-    rr = ra - rb
-    m0 = (ba * ba).sum(1)  # |ba|^2
-    d2 = m0 - rr**2  # squared length of the cone's tangent segment
-    # Per-cone rows, gathered once per candidate pixel: (11, K).
-    table = torch.stack([*a.T, *ba.T, ra, rb, rr, m0, d2])
-    lo = torch.minimum(a[:, :2] - ra[:, None], b[:, :2] - rb[:, None]).float()
-    hi = torch.maximum(a[:, :2] + ra[:, None], b[:, :2] + rb[:, None]).float()
+    a = torch.from_numpy(start[keep].astype(np.float32))  # (K, 3)
+    b = torch.from_numpy(end[keep].astype(np.float32))
+    ra, rb = torch.from_numpy(radius[keep].astype(np.float32)).T  # (K,) each
+    length = (b - a).norm(dim=1)  # (K,)
+    is_sphere = length < 1e-4
+    inv_length = torch.where(is_sphere, 0.0, 1.0 / length.clamp(min=1e-4))
+    u = (b - a) * inv_length[:, None]  # unit axis (zero for a sphere)
+    slope = (ra - rb) * inv_length  # rr': how fast the radius shrinks along the axis
+    d2 = 1.0 - slope**2  # (squared tangent length) / |b - a|^2
+    # Quadratic in t for the cone: k2 t^2 + 2 k1 t + k0 = 0, k2 = ux^2 + uy^2 - rr'^2.
+    k2 = u[:, 0] ** 2 + u[:, 1] ** 2 - slope**2
+    cone_ok = ~is_sphere & (k2 > 1e-6)  # else the cone is seen end-on: only spheres show
+    # Per-cone rows, gathered once per candidate pixel: (14, K).
+    table = torch.stack(
+        [*a.T, *(b - a).T, *u.T, ra, rb, slope, d2 * length, d2, torch.where(cone_ok, k2, 1.0)]
+    )
     parts = []
-    for ids, px, py in _bbox_fragments(lo, hi, height, width):
-        ax, ay, az, bax, bay, baz, ra_i, rb_i, rr_i, m0_i, d2_i = table.index_select(1, ids)
+    for ids, px, py in _cone_fragments(a, b, torch.maximum(ra, rb), height, width):
+        ax, ay, az, bax, bay, baz, ux, uy, uz, ra_i, rb_i, slope_i, y_max, d2_i, k2_i = (
+            table.index_select(1, ids)
+        )
         # Ray from (x, y, az) along +z; t is the depth offset from az.
-        dx = px.double() + 0.5 - ax
-        dy = py.double() + 0.5 - ay
-        m1 = bax * dx + bay * dy  # ba . (ray origin - a)
+        dx = px.float() + 0.5 - ax
+        dy = py.float() + 0.5 - ay
+        k = ux * dx + uy * dy  # u . (ray origin - a)
         m5 = dx * dx + dy * dy
-        k2 = d2_i - baz * baz
-        k1 = baz * (rr_i * ra_i - m1)
-        k0 = d2_i * m5 - m1 * m1 + 2 * m1 * rr_i * ra_i - m0_i * ra_i * ra_i
-        h = k1 * k1 - k0 * k2
-        cone_ok = k2 > 1e-9  # else the cone is seen end-on: only the spheres show
-        t_body = (-torch.sqrt(h.clamp(min=0)) - k1) / torch.where(cone_ok, k2, 1.0)
-        y_body = m1 - ra_i * rr_i + t_body * baz
-        on_body = cone_ok & (h >= 0) & (y_body > 0) & (y_body < d2_i)
+        k1 = uz * (slope_i * ra_i - k)
+        k0 = d2_i * m5 - k * k + 2 * k * slope_i * ra_i - ra_i * ra_i
+        h = k1 * k1 - k0 * k2_i
+        t_body = (-torch.sqrt(h.clamp(min=0)) - k1) / k2_i
+        y_body = k - ra_i * slope_i + t_body * uz  # position along the axis, times 1/|b - a|
+        on_body = cone_ok[ids] & (h >= 0) & (y_body > 0) & (y_body < y_max)
         h_a = ra_i * ra_i - m5
         h_b = rb_i * rb_i - (dx - bax) ** 2 - (dy - bay) ** 2
         t_a = torch.where(h_a >= 0, -torch.sqrt(h_a.clamp(min=0)), torch.inf)
         t_b = torch.where(h_b >= 0, baz - torch.sqrt(h_b.clamp(min=0)), torch.inf)
-        may_hit = ~cone_ok | (h >= 0)  # a ray that misses the infinite cone misses all
+        may_hit = ~cone_ok[ids] | (h >= 0)  # a ray that misses the infinite cone misses all
         t_cap = torch.where(may_hit, torch.minimum(t_a, t_b), torch.inf)
         z = az + torch.where(on_body, t_body, t_cap)
         pixel = py * width + px
-        front = _pick_front(pixel, z.float(), height * width)
+        front = _pick_front(pixel, z, height * width)
         c = ids[front]
-        # Normals from the hit point p: cone d2 (p - a) - ba (ba.(p - a) - ra rr); spheres
-        # (p - centre) / r.
+        # Normals from the hit point p: cone d2 (p - a) - u (u.(p - a) - ra rr'); spheres
+        # (p - centre).
         pa = torch.stack([dx[front], dy[front], z[front] - az[front]], 1)  # (M, 3) p - a
-        ba_c = ba[c]
-        axial = (ba_c * pa).sum(1) - ra[c] * rr[c]
-        cone_n = d2[c, None] * pa - ba_c * axial[:, None]
+        u_c = u[c]
+        axial = (u_c * pa).sum(1) - ra[c] * slope[c]
+        cone_n = d2[c, None] * pa - u_c * axial[:, None]
         at_a = (t_a[front] <= t_b[front])[:, None]
-        sphere_n = torch.where(at_a, pa, pa - ba_c)
+        sphere_n = torch.where(at_a, pa, pa - (b[c] - a[c]))
         n = torch.where(on_body[front, None], cone_n, sphere_n)
-        parts.append(
-            (pixel[front], z[front].float(), torch.nn.functional.normalize(n, dim=1).float())
-        )
+        parts.append((pixel[front], z[front], torch.nn.functional.normalize(n, dim=1)))
     return _nearest_of(parts, height * width) if parts else _no_fragments()
 
 
