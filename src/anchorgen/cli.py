@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Annotated
@@ -39,6 +40,7 @@ def _root(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+
 
 # --- verify: is this video marked as made by anchorgen? (io/watermark.py) -------------------
 
@@ -157,22 +159,24 @@ def prepare_command(
         *([f"end={end}"] if end is not None else []),
     ]
     cfg = base.with_overrides(explicit + list(set_))
-    if video is None:
-        from anchorgen.prepare.sample import write_sample_clip
-
-        out.parent.mkdir(parents=True, exist_ok=True)
-        video = write_sample_clip(out.parent / f".{out.name}.sample.mp4")
-        typer.echo(f"no video given: using the embedded sample clip ({video})")
     tick = time.perf_counter()
-    prepare(
-        video,
-        out,
-        cfg,
-        overwrite=overwrite,
-        conditions_dir=conditions,
-        smplx_params=smplx_params,
-        smplx_model=smplx_model,
-    )
+    with tempfile.TemporaryDirectory(prefix="anchorgen-sample-") as scratch:
+        if video is None:
+            from anchorgen.prepare.sample import write_sample_clip
+
+            typer.echo(
+                "no video given: using the embedded sample clip (scikit-image's astronaut, animated)"
+            )
+            video = write_sample_clip(Path(scratch) / "sample.mp4")
+        prepare(
+            video,
+            out,
+            cfg,
+            overwrite=overwrite,
+            conditions_dir=conditions,
+            smplx_params=smplx_params,
+            smplx_model=smplx_model,
+        )
     _print_prepare_summary(out, time.perf_counter() - tick)
 
 
@@ -185,10 +189,12 @@ def _print_prepare_summary(out: Path, seconds: float) -> None:
         f"prepared {meta['num_frames']} frames at {meta['fps']:g} fps into {out} in {seconds:.1f} s"
     )
     for part, stats in report["parts"].items():
-        typer.echo(
-            f"  {part:<10} detected {stats['detected_rate']:6.1%}  jitter {stats['jitter_before_px']:.2f} -> "
-            f"{stats['jitter_after_px']:.2f} px"
+        jitter = (
+            f"jitter {stats['jitter_before_px']:.2f} -> {stats['jitter_after_px']:.2f} px"
+            if stats["detected_rate"] > 0
+            else "not detected"
         )
+        typer.echo(f"  {part:<10} detected {stats['detected_rate']:6.1%}  {jitter}")
     for warning in report["warnings"]:
         typer.echo(f"  warning: {warning}")
     typer.echo(f"  look at {out / 'contact_sheet.png'} to check the clip is usable")

@@ -299,9 +299,6 @@ def _write_frames(
 
     num_frames = len(crop_landmarks)
     affines = _face_affines(crop_landmarks, config.face_size, face_align_affine, smooth_affines)
-    matte_box = dataclasses.replace(
-        box, x0=box.x0 * matte_scale, y0=box.y0 * matte_scale, side=box.side * matte_scale
-    )
     frames = video_io.iter_frames(video, fps, config.start, config.end)
     for i, frame in enumerate(
         tqdm(frames, total=num_frames, desc="renders", unit="frame", disable=not progress)
@@ -313,9 +310,10 @@ def _write_frames(
             render = render_frame(crop_landmarks.frame(i), config.size)
         else:
             render = condition_images(i)
-        matte = apply_crop(
-            mattes[i][..., None].repeat(3, axis=2), matte_box, config.size, pad_mode="edge"
-        )[..., 0]
+        full_matte = cv2.resize(
+            mattes[i], (info.width, info.height), interpolation=cv2.INTER_LINEAR
+        )
+        matte = apply_crop(full_matte[..., None], box, config.size, pad_mode="edge")[..., 0]
         face_pts = _held_face(crop_landmarks, i)
         name_jpg, name_png = frame_name(i, ".jpg"), frame_name(i, ".png")
         write_image(tmp / "frames" / name_jpg, crop)
