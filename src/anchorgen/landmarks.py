@@ -20,6 +20,16 @@ POINTS_PER_PART = {"pose": 33, "left_hand": 21, "right_hand": 21, "face": 478}
 SCHEMA_VERSION = 1
 
 
+def transform_points(points: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """Map (..., 3) pixel points by a 2x3 similarity: x, y by the affine, z by its scale."""
+    affine = np.asarray(affine, np.float64)
+    scale = float(np.sqrt(abs(np.linalg.det(affine[:, :2]))))
+    out = points.astype(np.float64).copy()
+    out[..., :2] = points[..., :2] @ affine[:, :2].T + affine[:, 2]
+    out[..., 2] = points[..., 2] * scale
+    return out.astype(np.float32)
+
+
 @dataclasses.dataclass
 class LandmarkSequence:
     """Per-frame landmarks of one person. Shapes use T = number of frames."""
@@ -101,21 +111,12 @@ class LandmarkSequence:
 
     def transformed(self, affine: np.ndarray, image_size: tuple[int, int]) -> LandmarkSequence:
         """Apply a 2x3 similarity ``affine`` to x, y (z scaled by the same factor)."""
-        affine = np.asarray(affine, np.float64)
-        scale = float(np.sqrt(abs(np.linalg.det(affine[:, :2]))))
-
-        def apply(points: np.ndarray) -> np.ndarray:
-            out = points.astype(np.float64).copy()
-            out[..., :2] = points[..., :2] @ affine[:, :2].T + affine[:, 2]
-            out[..., 2] = points[..., 2] * scale
-            return out.astype(np.float32)
-
         return dataclasses.replace(
             self,
-            pose=apply(self.pose),
-            left_hand=apply(self.left_hand),
-            right_hand=apply(self.right_hand),
-            face=apply(self.face),
+            pose=transform_points(self.pose, affine),
+            left_hand=transform_points(self.left_hand, affine),
+            right_hand=transform_points(self.right_hand, affine),
+            face=transform_points(self.face, affine),
             image_size=(int(image_size[0]), int(image_size[1])),
         )
 

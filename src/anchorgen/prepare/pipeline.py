@@ -25,7 +25,7 @@ from anchorgen.errors import InputError
 from anchorgen.io import video as video_io
 from anchorgen.io.atomic import atomic_directory
 from anchorgen.io.dataset import SCHEMA_VERSION, DatasetMeta, frame_name, write_image
-from anchorgen.landmarks import PARTS, LandmarkSequence
+from anchorgen.landmarks import PARTS, LandmarkSequence, transform_points
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +53,9 @@ class PrepareConfig(BaseConfig):
     """The last N seconds are reserved for evaluation (split 'holdout')."""
     crop_margin: float = 0.12
     """Extra margin around head-to-hands, as a fraction of the crop side."""
-    pad_mode: str = "reflect"
-    """How the crop is filled where it leaves the frame: 'reflect' or 'edge'."""
+    pad_mode: str = "edge"
+    """How the crop is filled where it leaves the frame: 'edge' (default: repeats the border,
+    simple for the model to learn) or 'reflect' (mirrors the scene, including the person)."""
     max_gap_seconds: float = 0.3
     """Detection gaps up to this long are interpolated; longer ones stay missing (flagged)."""
     face_feather_px: float = 12.0
@@ -294,11 +295,18 @@ def _write_frames(
 ):
     """Pass 2: cropped frames, renders, mattes, face crops and masks; returns face affines."""
     from anchorgen.prepare.crop import apply_crop
-    from anchorgen.prepare.face import face_align_affine, face_mask, smooth_affines, warp_face
+    from anchorgen.prepare.face import (
+        compose_affines,
+        face_align_affine,
+        face_mask,
+        smooth_affines,
+        warp_face,
+    )
     from anchorgen.prepare.render import render_frame
 
     num_frames = len(crop_landmarks)
     affines = _face_affines(crop_landmarks, config.face_size, face_align_affine, smooth_affines)
+    to_crop = box.affine(config.size)
     frames = video_io.iter_frames(video, fps, config.start, config.end)
     for i, frame in enumerate(
         tqdm(frames, total=num_frames, desc="renders", unit="frame", disable=not progress)
@@ -308,23 +316,28 @@ def _write_frames(
         crop = apply_crop(frame, box, config.size, pad_mode=config.pad_mode)
         if condition_images is None:
             render = render_frame(crop_landmarks.frame(i), config.size)
+            # the face condition is rendered in face space: as sharp as the face crop itself
+            face_space = {
+                part: None if pts is None else transform_points(pts, affines[i])
+                for part, pts in crop_landmarks.frame(i).items()
+            }
+            face_render = render_frame(face_space, config.face_size)
         else:
             render = condition_images(i)
+            face_render = warp_face(render, affines[i], config.face_size)
         full_matte = cv2.resize(
             mattes[i], (info.width, info.height), interpolation=cv2.INTER_LINEAR
         )
         matte = apply_crop(full_matte[..., None], box, config.size, pad_mode="edge")[..., 0]
         face_pts = _held_face(crop_landmarks, i)
+        # the face crop comes from the full-resolution source frame, not the resized crop
+        face = warp_face(frame, compose_affines(affines[i], to_crop), config.face_size)
         name_jpg, name_png = frame_name(i, ".jpg"), frame_name(i, ".png")
         write_image(tmp / "frames" / name_jpg, crop)
         write_image(tmp / "renders" / name_png, render)
         write_image(tmp / "mattes" / name_png, matte)
-        write_image(
-            tmp / "face" / "frames" / name_jpg, warp_face(crop, affines[i], config.face_size)
-        )
-        write_image(
-            tmp / "face" / "renders" / name_png, warp_face(render, affines[i], config.face_size)
-        )
+        write_image(tmp / "face" / "frames" / name_jpg, face)
+        write_image(tmp / "face" / "renders" / name_png, face_render)
         mask = face_mask(face_pts, affines[i], config.face_size, config.face_feather_px)
         write_image(
             tmp / "face" / "masks" / name_png, (np.clip(mask, 0, 1) * 255).round().astype(np.uint8)
