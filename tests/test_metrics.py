@@ -47,7 +47,9 @@ def test_psnr_single_frame_input():
 def _padded_pair(seed: int, garbage: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Frames with a 10 px left pad filled with ``garbage`` (gen) and 0 (gt)."""
     gt = _random_frames(2, 40, 60, seed)
-    gen = np.clip(gt.astype(int) + np.random.default_rng(seed + 1).integers(-20, 21, gt.shape), 0, 255).astype(np.uint8)
+    gen = np.clip(
+        gt.astype(int) + np.random.default_rng(seed + 1).integers(-20, 21, gt.shape), 0, 255
+    ).astype(np.uint8)
     valid = np.ones((40, 60), bool)
     valid[:, :10] = False
     gen[:, :, :10] = garbage
@@ -139,7 +141,9 @@ def test_landmark_distance_excludes_and_counts_outliers():
     result = metrics.landmark_distance(gen, gt, present, present, image_size=(512, 512))
     assert result.n_outliers == 1 and np.isnan(result.per_frame[7])
     assert result.mean == pytest.approx(np.delete(offsets, 7).mean())
-    kept = metrics.landmark_distance(gen, gt, present, present, image_size=(512, 512), outlier_k=None)
+    kept = metrics.landmark_distance(
+        gen, gt, present, present, image_size=(512, 512), outlier_k=None
+    )
     assert kept.n_outliers == 0 and kept.mean == pytest.approx(offsets.mean())
 
 
@@ -264,7 +268,9 @@ def test_head_pose_random_cloud_and_nan_frames():
     rng = np.random.default_rng(6)
     cloud = rng.normal(size=(478, 3)) * 50
     angles = (-30.0, 20.0, -45.0)
-    faces = np.stack([cloud, _rotate_about_centre(cloud, _rotation(*angles)), np.full((478, 3), np.nan)])
+    faces = np.stack(
+        [cloud, _rotate_about_centre(cloud, _rotation(*angles)), np.full((478, 3), np.nan)]
+    )
     pose = metrics.head_pose(faces, canonical=cloud)
     np.testing.assert_allclose(pose[1], angles, atol=1e-6)
     assert np.isnan(pose[2]).all()

@@ -23,7 +23,9 @@ def test_diagonal_covariances_closed_form_and_rotation_invariance():
     got = frechet.frechet_distance(mu1, np.diag(var1), mu2, np.diag(var2))
     assert got == pytest.approx(expected, rel=1e-9)
     q, _ = np.linalg.qr(rng.normal(size=(d, d)))  # a common rotation keeps the distance
-    rotated = frechet.frechet_distance(q @ mu1, q @ np.diag(var1) @ q.T, q @ mu2, q @ np.diag(var2) @ q.T)
+    rotated = frechet.frechet_distance(
+        q @ mu1, q @ np.diag(var1) @ q.T, q @ mu2, q @ np.diag(var2) @ q.T
+    )
     assert rotated == pytest.approx(expected, rel=1e-6)
 
 
@@ -31,7 +33,9 @@ def test_identical_gaussians_have_zero_distance():
     rng = np.random.default_rng(1)
     a = rng.normal(size=(5, 5))
     sigma = a @ a.T
-    assert frechet.frechet_distance(np.ones(5), sigma, np.ones(5), sigma) == pytest.approx(0.0, abs=1e-8)
+    assert frechet.frechet_distance(np.ones(5), sigma, np.ones(5), sigma) == pytest.approx(
+        0.0, abs=1e-8
+    )
 
 
 def test_singular_covariances_stay_finite_and_close():
@@ -71,7 +75,9 @@ def test_short_clip_statistics_in_2048_dimensions():
     rng = np.random.default_rng(5)
     feats = rng.normal(size=(50, 2048))  # fewer samples than dimensions, as in a short clip
     assert frechet.frechet_distance_of_features(feats, feats) == pytest.approx(0.0, abs=1e-8)
-    assert frechet.frechet_distance_of_features(feats, feats + 1.0) == pytest.approx(2048.0, rel=1e-9)
+    assert frechet.frechet_distance_of_features(feats, feats + 1.0) == pytest.approx(
+        2048.0, rel=1e-9
+    )
 
 
 def test_bad_shapes_raise_input_error():
@@ -118,8 +124,8 @@ def test_fid_with_weights_runs_the_network(random_inception):
 
 
 def test_wrong_weights_file_is_an_input_error(tmp_path):
-    from safetensors.torch import save_file
     import torch
+    from safetensors.torch import save_file
 
     path = tmp_path / "other.safetensors"
     save_file({"conv.weight": torch.zeros(1)}, str(path))

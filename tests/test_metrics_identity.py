@@ -26,7 +26,9 @@ def test_same_face_scores_higher_than_distorted_face_and_blank_frames_are_counte
     import cv2
 
     shifted = np.roll(astronaut, (9, -14), (0, 1))
-    squeezed = np.pad(cv2.resize(astronaut, (330, 512)), ((0, 0), (91, 91), (0, 0)))  # face 0.64x wide
+    squeezed = np.pad(
+        cv2.resize(astronaut, (330, 512)), ((0, 0), (91, 91), (0, 0))
+    )  # face 0.64x wide
     blank = np.zeros_like(astronaut)
     result = metrics.identity_similarity(np.stack([shifted, squeezed, blank]), astronaut)
     assert result.n_frames == 3 and result.n_no_face == 1

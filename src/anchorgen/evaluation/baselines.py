@@ -49,7 +49,10 @@ def normalised_parts(seq: LandmarkSequence) -> dict[str, tuple[np.ndarray, np.nd
         xy = points[:, list(index), :2] if index is not None else points[..., :2]
         xy = (xy.astype(np.float64) - centre[:, None]) / scale[:, None, None]  # (T, N, 2)
         present = seq.present[flag] & ~np.isnan(xy).any((1, 2))
-        parts[name] = (np.where(present[:, None], np.nan_to_num(xy.reshape(len(xy), -1)), 0.0), present)
+        parts[name] = (
+            np.where(present[:, None], np.nan_to_num(xy.reshape(len(xy), -1)), 0.0),
+            present,
+        )
     return parts
 
 
@@ -57,11 +60,13 @@ def pose_distance_matrix(train: LandmarkSequence, query: LandmarkSequence) -> np
     """(T_query, T_train) mean over parts of the mean squared normalised point distance.
 
     Parts present in both frames count their distance, parts present in one count
-    :data:`MISSING_PART_PENALTY`, parts absent from both are skipped; inf when no part counts.
+    :data:`MISSING_PART_PENALTY`, parts absent from both are skipped. Rows of query frames
+    without any part, and pairs where no part counts, are inf.
     """
     train_parts, query_parts = normalised_parts(train), normalised_parts(query)
     total = np.zeros((len(query), len(train)))
     counted = np.zeros((len(query), len(train)))
+    query_any = np.zeros(len(query), bool)
     for name, (train_xy, train_ok) in train_parts.items():
         query_xy, query_ok = query_parts[name]
         n_points = train_xy.shape[1] // 2
@@ -72,11 +77,14 @@ def pose_distance_matrix(train: LandmarkSequence, query: LandmarkSequence) -> np
         one = query_ok[:, None] ^ train_ok[None]
         total += np.where(both, np.maximum(sq, 0.0), 0.0) + np.where(one, MISSING_PART_PENALTY, 0.0)
         counted += both | one
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(counted > 0, total / np.maximum(counted, 1), np.inf)
+        query_any |= query_ok
+    usable = (counted > 0) & query_any[:, None]
+    return np.where(usable, total / np.maximum(counted, 1), np.inf)
 
 
-def nearest_pose_retrieval(train_landmarks: LandmarkSequence, query_landmarks: LandmarkSequence) -> np.ndarray:
+def nearest_pose_retrieval(
+    train_landmarks: LandmarkSequence, query_landmarks: LandmarkSequence
+) -> np.ndarray:
     """Index (T_query,) int64 of the training frame whose normalised landmarks are closest.
 
     A query frame with no landmarks at all repeats the previous choice (frame 0 at the start).
@@ -96,8 +104,14 @@ def nearest_pose_retrieval(train_landmarks: LandmarkSequence, query_landmarks: L
 def reference_repeat(reference_frame: np.ndarray, n: int) -> np.ndarray:
     """The reference frame (H, W, 3) uint8 repeated ``n`` times: (n, H, W, 3)."""
     reference_frame = np.asarray(reference_frame)
-    if reference_frame.ndim != 3 or reference_frame.shape[2] != 3 or reference_frame.dtype != np.uint8:
-        raise InputError(f"reference frame must be RGB uint8 (H, W, 3), got {reference_frame.dtype} {reference_frame.shape}")
+    if (
+        reference_frame.ndim != 3
+        or reference_frame.shape[2] != 3
+        or reference_frame.dtype != np.uint8
+    ):
+        raise InputError(
+            f"reference frame must be RGB uint8 (H, W, 3), got {reference_frame.dtype} {reference_frame.shape}"
+        )
     if n < 1:
         raise InputError(f"number of frames must be >= 1, got {n}")
     return np.repeat(reference_frame[None], n, axis=0)

@@ -37,13 +37,18 @@ def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
     return float(np.sqrt(np.clip(eig, 0.0, None)).sum())
 
 
-def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
+def frechet_distance(
+    mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray
+) -> float:
     """d^2 = |mu1 - mu2|^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2)) for N(mu1, S1) and N(mu2, S2).
 
     The Frechet (2-Wasserstein) distance of Gaussians, squared, as FID reports it
     (Heusel et al. 2017, eq. 6; Dowson and Landau 1982).
     """
-    mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
+    mu1, mu2 = (
+        np.atleast_1d(np.asarray(mu1, np.float64)),
+        np.atleast_1d(np.asarray(mu2, np.float64)),
+    )
     sigma1 = np.atleast_2d(np.asarray(sigma1, np.float64))
     sigma2 = np.atleast_2d(np.asarray(sigma2, np.float64))
     d = mu1.shape[0]
@@ -131,11 +136,15 @@ def load_fid_inception(weights: Path):
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
-        raise InputError(f"{weights}: tensor shapes do not match the FID Inception network: {exc}") from exc
+        raise InputError(
+            f"{weights}: tensor shapes do not match the FID Inception network: {exc}"
+        ) from exc
     return model.eval()
 
 
-def inception_features(frames: np.ndarray, model, batch_size: int = 16, device: str = "cpu") -> np.ndarray:
+def inception_features(
+    frames: np.ndarray, model, batch_size: int = 16, device: str = "cpu"
+) -> np.ndarray:
     """Pool3 features (N, 2048) of RGB uint8 frames (N, H, W, 3)."""
     import torch
     from tqdm import tqdm
@@ -143,7 +152,12 @@ def inception_features(frames: np.ndarray, model, batch_size: int = 16, device: 
     model = model.to(device)
     out = []
     with torch.no_grad():
-        for start in tqdm(range(0, len(frames), batch_size), desc="inception", unit="batch", disable=len(frames) <= batch_size):
+        for start in tqdm(
+            range(0, len(frames), batch_size),
+            desc="inception",
+            unit="batch",
+            disable=len(frames) <= batch_size,
+        ):
             batch = torch.from_numpy(np.ascontiguousarray(frames[start : start + batch_size]))
             batch = batch.to(device).permute(0, 3, 1, 2).float() / 255.0  # (B, 3, H, W)
             out.append(model(batch).double().cpu().numpy())
@@ -153,7 +167,9 @@ def inception_features(frames: np.ndarray, model, batch_size: int = 16, device: 
 def _check_frames(frames: np.ndarray, name: str) -> np.ndarray:
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) < 2:
-        raise InputError(f"{name}: expected >= 2 RGB uint8 frames (T, H, W, 3), got {frames.dtype} {frames.shape}")
+        raise InputError(
+            f"{name}: expected >= 2 RGB uint8 frames (T, H, W, 3), got {frames.dtype} {frames.shape}"
+        )
     return frames
 
 

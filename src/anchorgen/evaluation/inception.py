@@ -105,7 +105,12 @@ class InceptionD(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b3 = self.branch3x3_2(self.branch3x3_1(x))
         b7 = x
-        for layer in (self.branch7x7x3_1, self.branch7x7x3_2, self.branch7x7x3_3, self.branch7x7x3_4):
+        for layer in (
+            self.branch7x7x3_1,
+            self.branch7x7x3_2,
+            self.branch7x7x3_3,
+            self.branch7x7x3_4,
+        ):
             b7 = layer(b7)
         return torch.cat([b3, b7, F.max_pool2d(x, kernel_size=3, stride=2)], 1)
 
@@ -163,7 +168,9 @@ class FIDInceptionV3(nn.Module):
         """Classifier of the checkpoint; loaded for strict key matching, unused by FID."""
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate(images, size=(FID_INPUT_SIZE, FID_INPUT_SIZE), mode="bilinear", align_corners=False)
+        x = F.interpolate(
+            images, size=(FID_INPUT_SIZE, FID_INPUT_SIZE), mode="bilinear", align_corners=False
+        )
         x = 2.0 * x - 1.0  # (B, 3, 299, 299) in [-1, 1]
         x = self.Conv2d_2b_3x3(self.Conv2d_2a_3x3(self.Conv2d_1a_3x3(x)))
         x = F.max_pool2d(x, kernel_size=3, stride=2)

@@ -94,7 +94,9 @@ def _valid_mask(valid: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
     if valid.shape == (h, w):
         valid = np.broadcast_to(valid, (t, h, w))
     if valid.shape != (t, h, w):
-        raise InputError(f"valid mask has shape {valid.shape}, expected ({h}, {w}) or ({t}, {h}, {w})")
+        raise InputError(
+            f"valid mask has shape {valid.shape}, expected ({h}, {w}) or ({t}, {h}, {w})"
+        )
     return valid.astype(bool)
 
 
@@ -263,7 +265,9 @@ def landmark_distance(
     gen_ok = gen_ok & ~np.isnan(np.where(point_mask, dist, 0.0)).any(1)
     scorable = gt_ok & gen_ok
     with np.errstate(invalid="ignore"):
-        per_frame = np.where(scorable, np.nanmean(np.where(scorable[:, None], dist, 0.0), 1), np.nan)
+        per_frame = np.where(
+            scorable, np.nanmean(np.where(scorable[:, None], dist, 0.0), 1), np.nan
+        )
     return _summarise(per_frame, scorable, gt_ok, outlier_k)
 
 
@@ -330,7 +334,9 @@ def detect_landmarks(
     with mp.solutions.holistic.Holistic(
         static_image_mode=False, model_complexity=1, refine_face_landmarks=True
     ) as holistic:
-        for i, frame in enumerate(tqdm(frames, desc="landmarks", unit="frame", disable=not progress)):
+        for i, frame in enumerate(
+            tqdm(frames, desc="landmarks", unit="frame", disable=not progress)
+        ):
             frame = _as_video(frame, f"frame {i}")[0]
             h, w = frame.shape[:2]
             if size is None:
@@ -683,7 +689,9 @@ def identity_similarity(
     if ref is None:
         raise InputError("no face detected in the reference image")
     cosines, distances = np.full(len(frames), np.nan), np.full(len(frames), np.nan)
-    for i, frame in enumerate(tqdm(frames, desc="identity", unit="frame", disable=len(frames) < 50)):
+    for i, frame in enumerate(
+        tqdm(frames, desc="identity", unit="frame", disable=len(frames) < 50)
+    ):
         desc = face_descriptor(frame, upsample)
         if desc is not None:
             cosines[i] = float(desc @ ref / (np.linalg.norm(desc) * np.linalg.norm(ref)))
