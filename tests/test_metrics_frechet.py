@@ -131,7 +131,33 @@ def test_wrong_weights_file_is_an_input_error(tmp_path):
     save_file({"conv.weight": torch.zeros(1)}, str(path))
     with pytest.raises(InputError, match="missing keys"):
         frechet.fid(_frames(2, 0), _frames(2, 1), path)
+    with pytest.raises(InputError, match="I3D"):
+        frechet.fvd(_frames(32, 0), _frames(32, 1), path)
     not_safetensors = tmp_path / "weights.safetensors"
     not_safetensors.write_bytes(b"\x80\x04pickled")
     with pytest.raises(InputError, match="safetensors"):
         frechet.fid(_frames(2, 0), _frames(2, 1), not_safetensors)
+
+
+def test_fvd_without_weights_is_reported_not_computed(tmp_path):
+    video = _frames(32, 0)
+    assert frechet.fvd(video, video, None).note.startswith("not computed: no I3D weights")
+    missing = frechet.fvd(video, video, tmp_path / "i3d.safetensors")
+    assert not missing.computed and "i3d.safetensors" in missing.note
+    with pytest.raises(InputError, match="at least 32 frames"):
+        frechet.fvd(_frames(31, 0), video, None)
+
+
+@pytest.mark.slow
+def test_fvd_with_weights_runs_the_network(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    from anchorgen.evaluation.i3d import InceptionI3d
+
+    torch.manual_seed(0)
+    path = tmp_path / "i3d.safetensors"
+    save_file({k: v.contiguous() for k, v in InceptionI3d().state_dict().items()}, str(path))
+    video = _frames(32, 0)
+    result = frechet.fvd(video, np.zeros_like(video), path)
+    assert result.computed and np.isfinite(result.value) and result.value > 0

@@ -1,10 +1,12 @@
-"""Frechet distances between Gaussians fitted to features: FID (and FVD when available).
+"""Frechet distances between Gaussians fitted to network features: FID and FVD.
 
 FID (Heusel et al. 2017) is the Frechet distance between Gaussians fitted to the pool3
 features of the TensorFlow Inception-v3 graph; anchorgen runs that network
 (:mod:`anchorgen.evaluation.inception`) with weights the user names: pytorch-fid's
 ``pt_inception-2015-12-05-6726825d.pth`` converted once to safetensors. Nothing is
-downloaded: without weights the result says "not computed" and why.
+downloaded: without weights the result says "not computed" and why. FVD (Unterthiner et
+al. 2018) does the same with the Kinetics-400 I3D logits of 16-frame clips
+(:mod:`anchorgen.evaluation.i3d`).
 
 With a few hundred frames FID is biased upwards (the 2048x2048 covariance is estimated
 from fewer samples than dimensions); compare values only between runs of the same length.
@@ -114,22 +116,19 @@ def _not_computed(reason: str) -> FrechetResult:
     return FrechetResult(None, f"not computed: {reason}")
 
 
-def load_fid_inception(weights: Path):
-    """The FID Inception network with weights from a local safetensors file (strict keys)."""
+def _load_network(weights: Path, model, what: str):
+    """``model`` with a state dict from a local safetensors file, keys checked strictly."""
     from safetensors.torch import load_file
-
-    from anchorgen.evaluation.inception import FIDInceptionV3
 
     try:
         state = load_file(str(weights))
     except Exception as exc:  # safetensors raises its own error types for bad files
-        raise InputError(f"cannot read Inception weights {weights} as safetensors: {exc}") from exc
-    model = FIDInceptionV3()
+        raise InputError(f"cannot read {what} weights {weights} as safetensors: {exc}") from exc
     expected = set(model.state_dict())
     missing, unexpected = expected - set(state), set(state) - expected
     if missing or unexpected:
         raise InputError(
-            f"{weights} is not a pytorch-fid Inception state dict: "
+            f"{weights} is not a {what} state dict: "
             f"{len(missing)} missing keys (e.g. {sorted(missing)[:3]}), "
             f"{len(unexpected)} unexpected (e.g. {sorted(unexpected)[:3]})"
         )
@@ -137,9 +136,23 @@ def load_fid_inception(weights: Path):
         model.load_state_dict(state)
     except RuntimeError as exc:
         raise InputError(
-            f"{weights}: tensor shapes do not match the FID Inception network: {exc}"
+            f"{weights}: tensor shapes do not match the {what} network: {exc}"
         ) from exc
     return model.eval()
+
+
+def load_fid_inception(weights: Path):
+    """The FID Inception network with pytorch-fid weights from a local safetensors file."""
+    from anchorgen.evaluation.inception import FIDInceptionV3
+
+    return _load_network(Path(weights), FIDInceptionV3(), "pytorch-fid Inception-v3")
+
+
+def load_i3d(weights: Path):
+    """The Kinetics-400 I3D network with weights from a local safetensors file."""
+    from anchorgen.evaluation.i3d import InceptionI3d
+
+    return _load_network(Path(weights), InceptionI3d(), "Kinetics-400 I3D (InceptionI3d)")
 
 
 def inception_features(
@@ -194,4 +207,69 @@ def fid(
     model = load_fid_inception(weights)
     feats_gen = inception_features(gen, model, batch_size, device)
     feats_gt = inception_features(gt, model, batch_size, device)
+    return FrechetResult(frechet_distance_of_features(feats_gen, feats_gt), "")
+
+
+def i3d_features(
+    frames: np.ndarray, model, clip_length: int = 16, batch_size: int = 2, device: str = "cpu"
+) -> np.ndarray:
+    """I3D logits (N_clips, 400) of consecutive non-overlapping clips of a video (T, H, W, 3).
+
+    Frames are resized to 224x224 (bilinear) and scaled to [-1, 1], as in VideoGPT's FVD.
+    """
+    import torch
+    import torch.nn.functional as F
+    from tqdm import tqdm
+
+    from anchorgen.evaluation.i3d import I3D_INPUT_SIZE
+
+    n_clips = len(frames) // clip_length
+    model = model.to(device)
+    out = []
+    with torch.no_grad():
+        for start in tqdm(
+            range(0, n_clips, batch_size), desc="i3d", unit="batch", disable=n_clips <= batch_size
+        ):
+            stop = min(start + batch_size, n_clips)
+            clips = np.ascontiguousarray(frames[start * clip_length : stop * clip_length])
+            x = torch.from_numpy(clips).to(device).permute(0, 3, 1, 2).float()  # (B*L, 3, H, W)
+            x = F.interpolate(
+                x, size=(I3D_INPUT_SIZE, I3D_INPUT_SIZE), mode="bilinear", align_corners=False
+            )
+            x = x.view(stop - start, clip_length, 3, I3D_INPUT_SIZE, I3D_INPUT_SIZE).transpose(1, 2)
+            out.append(model(2.0 * x / 255.0 - 1.0).double().cpu().numpy())  # (B, 400)
+    return np.concatenate(out)
+
+
+def fvd(
+    gen_frames: np.ndarray,
+    gt_frames: np.ndarray,
+    i3d_weights: Path | str | None,
+    clip_length: int = 16,
+    batch_size: int = 2,
+    device: str = "cpu",
+) -> FrechetResult:
+    """FVD between generated and ground-truth videos (T, H, W, 3) uint8, cut into clips.
+
+    Each video is cut into consecutive ``clip_length``-frame clips (at least two each, so
+    T >= 2 * clip_length); the Frechet distance is taken between the clips' I3D logits.
+    ``i3d_weights``: a local safetensors file of the Kinetics-400 ``InceptionI3d`` state
+    dict; ``None`` or a missing file gives a "not computed" result. With a handful of
+    clips FVD is dominated by estimation noise: compare runs of equal length only.
+    """
+    gen, gt = _check_frames(gen_frames, "generated"), _check_frames(gt_frames, "ground truth")
+    for frames, name in ((gen, "generated"), (gt, "ground truth")):
+        if len(frames) < 2 * clip_length:
+            raise InputError(
+                f"{name}: FVD needs at least {2 * clip_length} frames (two {clip_length}-frame clips), "
+                f"got {len(frames)}"
+            )
+    if i3d_weights is None:
+        return _not_computed("no I3D weights given (Kinetics-400 InceptionI3d, safetensors)")
+    weights = Path(i3d_weights)
+    if not weights.is_file():
+        return _not_computed(f"I3D weights not found at {weights}")
+    model = load_i3d(weights)
+    feats_gen = i3d_features(gen, model, clip_length, batch_size, device)
+    feats_gt = i3d_features(gt, model, clip_length, batch_size, device)
     return FrechetResult(frechet_distance_of_features(feats_gen, feats_gt), "")
