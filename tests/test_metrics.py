@@ -299,3 +299,17 @@ def test_face_distances_count_missing_faces(astronaut_face):
     assert (result.n_frames_used, result.n_missing_generated, result.n_missing_gt) == (2, 1, 1)
     with pytest.raises(InputError, match="no face"):
         metrics.expression_distance(faces, faces, present_gen, np.zeros(4, bool))
+
+
+def test_expression_fid_zero_for_same_distribution_larger_for_other_expressions(astronaut_face):
+    expression_idx, _ = metrics._face_index_sets()
+    rng = np.random.default_rng(7)
+    faces = np.stack([astronaut_face] * 6)
+    faces[:, expression_idx] += rng.normal(0.0, 1.0, (6, len(expression_idx), 3))
+    wide = faces.copy()
+    wide[:, expression_idx] *= np.array([1.0, 1.15, 1.0])  # exaggerated vertical motion
+    present = np.ones(6, bool)
+    assert metrics.expression_fid(faces, faces, present, present) == pytest.approx(0.0, abs=1e-9)
+    assert metrics.expression_fid(wide, faces, present, present) > 0.01
+    with pytest.raises(InputError, match="two frames"):
+        metrics.expression_fid(faces, faces, np.eye(6, dtype=bool)[0], present)

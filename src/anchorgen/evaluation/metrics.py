@@ -13,7 +13,8 @@ What the papers measured and what this module measures instead:
   uses dlib's face-recognition ResNet, which ships offline in ``face_recognition_models``.
 - APD / AED (AniFaceDiff 4.3): the paper uses 3DMM pose and expression parameters; anchorgen
   uses a rigid fit of the MediaPipe face mesh (pose) and its pose-normalised residual at the
-  mouth, eyes and brows (expression).
+  mouth, eyes and brows (expression); E-FID (EMO 4.2) is the Frechet distance of those
+  expression vectors instead of 3DMM expression parameters.
 """
 
 from __future__ import annotations
@@ -523,6 +524,29 @@ def expression_distance(
     gen, gt, gt_ok, both, canonical = _face_pair(gen_faces, gt_faces, present_gen, present_gt)
     diff = expression_vector(gen, canonical) - expression_vector(gt, canonical)
     return _summarise(np.linalg.norm(diff, axis=1), both, gt_ok, None)
+
+
+def expression_fid(
+    gen_faces: np.ndarray, gt_faces: np.ndarray, present_gen: np.ndarray, present_gt: np.ndarray
+) -> float:
+    """E-FID analogue (EMO 4.2): Frechet distance of expression-vector distributions.
+
+    EMO fits Gaussians to 3DMM expression parameters; here to :func:`expression_vector` of
+    every frame with a face (generated and GT separately, both against the GT canonical).
+    Unlike AED it does not pair frames, so it rewards a matching range of expressions.
+    """
+    from anchorgen.evaluation.frechet import frechet_distance_of_features
+
+    gen, gt, gt_ok, _, canonical = _face_pair(gen_faces, gt_faces, present_gen, present_gt)
+    gen_ok = np.asarray(present_gen, bool) & ~np.isnan(gen).any((1, 2))
+    if gen_ok.sum() < 2 or gt_ok.sum() < 2:
+        raise InputError(
+            f"E-FID needs at least two frames with a face on each side, got {int(gen_ok.sum())} "
+            f"generated and {int(gt_ok.sum())} ground truth"
+        )
+    return frechet_distance_of_features(
+        expression_vector(gen[gen_ok], canonical), expression_vector(gt[gt_ok], canonical)
+    )
 
 
 # ----------------------------------------------------------------------------------------------
