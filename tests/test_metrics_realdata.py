@@ -41,7 +41,10 @@ def test_shifted_clip_has_lmd_equal_to_the_shift(frames):
     assert lmd["face"].n_frames_used == len(frames)
     assert lmd["face"].mean == pytest.approx(SHIFT, abs=1.0)
     body = lmd["body"]  # head-and-shoulders clip: the first frames may lack a pose
-    assert body.n_frames_used + body.n_missing_generated + body.n_missing_gt == len(frames)
+    assert (
+        body.n_frames_used + body.n_outliers + body.n_missing_generated + body.n_missing_gt
+        == len(frames)
+    )
     assert body.n_frames_used >= len(frames) // 2
     assert body.median == pytest.approx(SHIFT, abs=2.0)
     present = gt.detected["face"]
