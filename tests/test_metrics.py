@@ -179,6 +179,11 @@ def test_landmark_distances_per_part_and_hand_instances():
     for part in ("face", "body", "hand"):
         assert results[part].mean == pytest.approx(4.0), part  # 2 px at 256 -> 4 px at 512
     assert results["hand"].n_frames_used == 7 and results["hand"].n_missing_generated == 1
+    gen.face[2] += 100.0  # a face far off in one frame: kept (outliers are dropped for hands only)
+    gen.right_hand[2] += 100.0
+    results = metrics.landmark_distances(gen, gt)
+    assert results["face"].n_outliers == 0 and results["face"].n_frames_used == 4
+    assert results["hand"].n_outliers == 1 and results["hand"].mean == pytest.approx(4.0)
     with pytest.raises(InputError, match="frames"):
         metrics.landmark_distances(gen.slice(0, 3), gt)
 

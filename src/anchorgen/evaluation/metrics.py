@@ -282,20 +282,34 @@ def _check_sequences(gen: LandmarkSequence, gt: LandmarkSequence) -> None:
 
 
 def landmark_distances(
-    gen: LandmarkSequence, gt: LandmarkSequence, scale_to: float = 512.0
+    gen: LandmarkSequence,
+    gt: LandmarkSequence,
+    scale_to: float = 512.0,
+    outlier_parts: tuple[str, ...] = ("hand",),
 ) -> dict[str, DistanceResult]:
     """LMD face / body / hand between two sequences detected on generated and GT frames.
 
     Face: all 478 mesh points. Body: :data:`BODY_POINTS` with GT visibility >= 0.5. Hand: the
     left and right hands are scored as separate instances (2T rows), so a missing hand counts
-    once per frame and side.
+    once per frame and side. Outlier frames are excluded only for ``outlier_parts``: the
+    paper excludes them "to mitigate inaccuracies in hand landmark predictions".
     """
     _check_sequences(gen, gt)
     size = gt.image_size
     body_idx = list(BODY_POINTS)
+
+    def k(part: str) -> float | None:
+        return OUTLIER_MAD_K if part in outlier_parts else None
+
     results = {
         "face": landmark_distance(
-            gen.face, gt.face, gen.detected["face"], gt.detected["face"], size, scale_to
+            gen.face,
+            gt.face,
+            gen.detected["face"],
+            gt.detected["face"],
+            size,
+            scale_to,
+            outlier_k=k("face"),
         ),
         "body": landmark_distance(
             gen.pose[:, body_idx],
@@ -305,6 +319,7 @@ def landmark_distances(
             size,
             scale_to,
             point_mask=gt.pose_visibility[:, body_idx] >= MIN_BODY_VISIBILITY,
+            outlier_k=k("body"),
         ),
         "hand": landmark_distance(
             np.concatenate([gen.left_hand, gen.right_hand]),
@@ -313,9 +328,18 @@ def landmark_distances(
             np.concatenate([gt.detected["left_hand"], gt.detected["right_hand"]]),
             size,
             scale_to,
+            outlier_k=k("hand"),
         ),
     }
     return results
+
+
+def _pixels(landmarks, width: int, height: int) -> np.ndarray | None:
+    """MediaPipe normalised landmarks -> (N, 3) float32 pixels (x * W, y * H, z * W)."""
+    if landmarks is None:
+        return None
+    xyz = np.array([(p.x, p.y, p.z) for p in landmarks.landmark], np.float32)
+    return xyz * np.array([width, height, width], np.float32)
 
 
 def detect_landmarks(
@@ -345,19 +369,12 @@ def detect_landmarks(
             elif size != (w, h):
                 raise InputError(f"frame {i} is {w}x{h}, frame 0 is {size[0]}x{size[1]}")
             res = holistic.process(np.ascontiguousarray(frame))
-
-            def points(landmarks, w=w, h=h) -> np.ndarray | None:
-                if landmarks is None:
-                    return None
-                xyz = np.array([(p.x, p.y, p.z) for p in landmarks.landmark], np.float32)
-                return xyz * np.array([w, h, w], np.float32)
-
             rows.append(
                 {
-                    "pose": points(res.pose_landmarks),
-                    "left_hand": points(res.left_hand_landmarks),
-                    "right_hand": points(res.right_hand_landmarks),
-                    "face": points(res.face_landmarks),
+                    "pose": _pixels(res.pose_landmarks, w, h),
+                    "left_hand": _pixels(res.left_hand_landmarks, w, h),
+                    "right_hand": _pixels(res.right_hand_landmarks, w, h),
+                    "face": _pixels(res.face_landmarks, w, h),
                 }
             )
             visibilities.append(
