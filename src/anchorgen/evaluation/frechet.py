@@ -215,7 +215,9 @@ def i3d_features(
 ) -> np.ndarray:
     """I3D logits (N_clips, 400) of consecutive non-overlapping clips of a video (T, H, W, 3).
 
-    Frames are resized to 224x224 (bilinear) and scaled to [-1, 1], as in VideoGPT's FVD.
+    Frames are resized to 224x224 (bilinear, no crop) and scaled to [-1, 1], as in the
+    reference FVD code of Unterthiner et al.; ports differ here (VideoGPT crops and uses
+    [-0.5, 0.5]), which moves FVD by about 10%: compare numbers from one implementation only.
     """
     import torch
     import torch.nn.functional as F

@@ -4,7 +4,8 @@ Layer names follow the widely used PyTorch port (``InceptionI3d``: ``Conv3d_1a_7
 ``Mixed_3b.b0.conv3d.weight``, ..., ``logits.conv3d.bias``), so its Kinetics-400 state
 dict (e.g. VideoGPT's ``i3d_pretrained_400.pt``), converted once to safetensors, loads with
 strict key checking. Convolutions and max pools use TensorFlow "SAME" padding, computed
-from the input size. FVD (Unterthiner et al. 2018) uses the 400 logits averaged over time.
+from the input size; BatchNorm eps is the TensorFlow graph's 1e-3. FVD (Unterthiner et al.
+2018) uses the 400 logits, here averaged over the remaining time steps.
 """
 
 from __future__ import annotations
