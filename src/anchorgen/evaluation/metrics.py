@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib.util
+import itertools
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -30,7 +31,7 @@ import numpy as np
 from tqdm import tqdm
 
 from anchorgen.errors import InputError
-from anchorgen.landmarks import PARTS, LandmarkSequence
+from anchorgen.landmarks import LandmarkSequence
 
 SSIM_SIGMA = 1.5
 """Gaussian window of Wang et al. 2004 (11 taps with skimage's truncate=3.5)."""
@@ -334,65 +335,24 @@ def landmark_distances(
     return results
 
 
-def _pixels(landmarks, width: int, height: int) -> np.ndarray | None:
-    """MediaPipe normalised landmarks -> (N, 3) float32 pixels (x * W, y * H, z * W)."""
-    if landmarks is None:
-        return None
-    xyz = np.array([(p.x, p.y, p.z) for p in landmarks.landmark], np.float32)
-    return xyz * np.array([width, height, width], np.float32)
-
-
 def detect_landmarks(
     frames: Iterable[np.ndarray] | np.ndarray, fps: float = 25.0, progress: bool = True
 ) -> LandmarkSequence:
-    """MediaPipe Holistic (video mode, refined 478-point face mesh) over RGB uint8 frames.
+    """MediaPipe Holistic over RGB uint8 frames, as ``prepare`` tracks them.
 
-    Pixel convention of :class:`LandmarkSequence`: x * W, y * H, z * W; ``present`` equals
-    ``detected`` (no gap filling: evaluation must see every missed detection).
+    ``present`` equals ``detected`` (no gap filling, no smoothing): evaluation must see
+    every missed detection.
     """
-    os.environ.setdefault("GLOG_minloglevel", "2")
-    import mediapipe as mp
+    from anchorgen.prepare.holistic import track_frames
 
-    rows: list[dict[str, np.ndarray | None]] = []
-    visibilities: list[np.ndarray | None] = []
-    size: tuple[int, int] | None = None
-    with mp.solutions.holistic.Holistic(
-        static_image_mode=False, model_complexity=1, refine_face_landmarks=True
-    ) as holistic:
-        for i, frame in enumerate(
-            tqdm(frames, desc="landmarks", unit="frame", disable=not progress)
-        ):
-            frame = _as_video(frame, f"frame {i}")[0]
-            h, w = frame.shape[:2]
-            if size is None:
-                size = (w, h)
-            elif size != (w, h):
-                raise InputError(f"frame {i} is {w}x{h}, frame 0 is {size[0]}x{size[1]}")
-            res = holistic.process(np.ascontiguousarray(frame))
-            rows.append(
-                {
-                    "pose": _pixels(res.pose_landmarks, w, h),
-                    "left_hand": _pixels(res.left_hand_landmarks, w, h),
-                    "right_hand": _pixels(res.right_hand_landmarks, w, h),
-                    "face": _pixels(res.face_landmarks, w, h),
-                }
-            )
-            visibilities.append(
-                None
-                if res.pose_landmarks is None
-                else np.array([p.visibility for p in res.pose_landmarks.landmark], np.float32)
-            )
-    if size is None:
-        raise InputError("no frames to detect landmarks in")
-    seq = LandmarkSequence.empty(len(rows), fps, size)
-    for i, row in enumerate(rows):
-        for part in PARTS:
-            if row[part] is not None:
-                getattr(seq, part)[i] = row[part]
-                seq.present[part][i] = seq.detected[part][i] = True
-        if visibilities[i] is not None:
-            seq.pose_visibility[i] = visibilities[i]
-    return seq
+    iterator = iter(frames)
+    try:
+        first = next(iterator)
+    except StopIteration:
+        raise InputError("no frames to detect landmarks in") from None
+    first = _as_video(first, "frame 0")[0]
+    height, width = first.shape[:2]
+    return track_frames(itertools.chain([first], iterator), fps, (width, height), progress=progress)
 
 
 # ----------------------------------------------------------------------------------------------
