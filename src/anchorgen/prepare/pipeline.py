@@ -302,7 +302,6 @@ def _write_frames(
         smooth_affines,
         warp_face,
     )
-    from anchorgen.prepare.render import render_frame
 
     num_frames = len(crop_landmarks)
     affines = _face_affines(crop_landmarks, config.face_size, face_align_affine, smooth_affines)
@@ -315,13 +314,9 @@ def _write_frames(
             break
         crop = apply_crop(frame, box, config.size, pad_mode=config.pad_mode)
         if condition_images is None:
-            render = render_frame(crop_landmarks.frame(i), config.size)
-            # the face condition is rendered in face space: as sharp as the face crop itself
-            face_space = {
-                part: None if pts is None else transform_points(pts, affines[i])
-                for part, pts in crop_landmarks.frame(i).items()
-            }
-            face_render = render_frame(face_space, config.face_size)
+            render, face_render = landmark_renders(
+                crop_landmarks, i, affines[i], config.size, config.face_size
+            )
         else:
             render = condition_images(i)
             face_render = warp_face(render, affines[i], config.face_size)
@@ -343,6 +338,48 @@ def _write_frames(
             tmp / "face" / "masks" / name_png, (np.clip(mask, 0, 1) * 255).round().astype(np.uint8)
         )
     return affines
+
+
+def landmark_renders(
+    landmarks: LandmarkSequence, i: int, face_affine: np.ndarray, size: int, face_size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Frame i's condition render (size) and its face render (face_size).
+
+    The face condition is rendered in face space, as sharp as the aligned face crop, rather
+    than cut out of the body render and enlarged.
+    """
+    from anchorgen.prepare.render import render_frame
+
+    frame = landmarks.frame(i)
+    face_space = {
+        part: None if pts is None else transform_points(pts, face_affine)
+        for part, pts in frame.items()
+    }
+    return render_frame(frame, size), render_frame(face_space, face_size)
+
+
+def rerender(root: str | Path, progress: bool = True) -> None:
+    """Re-render a landmark dataset's conditions from ``landmarks.npz`` and the face affines.
+
+    Renders are a pure function of the saved landmarks; this restores them after a copy that
+    left them out (e.g. a transfer to a training machine) or after a renderer update.
+    """
+    from anchorgen.io.dataset import DatasetMeta
+
+    root = Path(root)
+    meta = DatasetMeta.load(root)
+    if meta.conditions != "landmarks":
+        raise InputError(
+            f"{root}: conditions were given as {meta.conditions}, not rendered from landmarks"
+        )
+    landmarks = LandmarkSequence.load(root / "landmarks.npz")
+    affines = np.load(root / "face_affines.npy", allow_pickle=False)
+    for sub in ("renders", "face/renders"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    for i in tqdm(range(meta.num_frames), desc="renders", unit="frame", disable=not progress):
+        render, face_render = landmark_renders(landmarks, i, affines[i], meta.size, meta.face_size)
+        write_image(root / "renders" / frame_name(i, ".png"), render)
+        write_image(root / "face" / "renders" / frame_name(i, ".png"), face_render)
 
 
 def _held_face(seq: LandmarkSequence, i: int) -> np.ndarray:
