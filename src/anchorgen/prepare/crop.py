@@ -1,0 +1,177 @@
+"""One fixed square crop per clip, from head to hands, with padding where it leaves the frame.
+
+Coordinates are continuous pixels: pixel (i, j) covers [j, j+1) x [i, i+1), so the
+landmarks' ``x * W`` and the crop's affine agree. Image warps convert to OpenCV's
+pixel-centre convention with :func:`pixel_center_affine`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import cv2
+import numpy as np
+
+from anchorgen.errors import InputError
+from anchorgen.landmarks import LandmarkSequence
+
+POSE_UPPER_BODY = tuple(range(25))
+"""Pose indices from nose to hips: face points, shoulders, elbows, wrists, finger tips, hips."""
+PAD_MODES = {
+    "reflect": cv2.BORDER_REFLECT_101,
+    "edge": cv2.BORDER_REPLICATE,
+    "constant": cv2.BORDER_CONSTANT,
+}
+
+
+def pixel_center_affine(affine: np.ndarray) -> np.ndarray:
+    """(2, 3) map between continuous coordinates -> the same map for OpenCV pixel indices.
+
+    OpenCV puts pixel centres at integers, continuous coordinates at +0.5:
+    M_idx(p) = M(p + 0.5) - 0.5.
+    """
+    affine = np.asarray(affine, np.float64)
+    out = affine.copy()
+    out[:, 2] = affine[:, 2] + affine[:, :2].sum(axis=1) * 0.5 - 0.5
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class CropBox:
+    """Square ``[x0, x0 + side) x [y0, y0 + side)`` in source pixels; may leave the frame."""
+
+    x0: int
+    y0: int
+    side: int
+
+    def __post_init__(self) -> None:
+        for name in ("x0", "y0", "side"):
+            value = getattr(self, name)
+            if int(value) != value:
+                raise InputError(f"CropBox.{name} must be a whole number of pixels, got {value}")
+            object.__setattr__(self, name, int(value))
+        if self.side <= 0:
+            raise InputError(f"CropBox.side must be positive, got {self.side}")
+
+    def padding(self, image_size: tuple[int, int]) -> tuple[int, int, int, int]:
+        """(left, top, right, bottom) pixels of the box outside an image of (width, height)."""
+        width, height = image_size
+        return (
+            max(0, -self.x0),
+            max(0, -self.y0),
+            max(0, self.x0 + self.side - width),
+            max(0, self.y0 + self.side - height),
+        )
+
+    def affine(self, out_size: int) -> np.ndarray:
+        """(2, 3) source -> crop map for points (continuous coordinates)."""
+        s = out_size / self.side
+        return np.array([[s, 0.0, -s * self.x0], [0.0, s, -s * self.y0]])
+
+
+def _part_extents(seq: LandmarkSequence, visibility_threshold: float) -> np.ndarray:
+    """(T, 4) per-frame (x_min, y_min, x_max, y_max) of present points; NaN rows if none."""
+    t = len(seq)
+    chunks = []  # each (T, n, 2), NaN where absent
+    pose = seq.pose[:, POSE_UPPER_BODY, :2].astype(np.float64)
+    visible = seq.pose_visibility[:, POSE_UPPER_BODY] >= visibility_threshold
+    pose[~(visible & seq.present["pose"][:, None])] = np.nan
+    chunks.append(pose)
+    for part in ("left_hand", "right_hand", "face"):
+        pts = getattr(seq, part)[..., :2].astype(np.float64)
+        pts[~seq.present[part]] = np.nan
+        chunks.append(pts)
+    points = np.concatenate(chunks, axis=1)  # (T, n, 2)
+    extents = np.full((t, 4), np.nan)
+    has_any = ~np.all(np.isnan(points[..., 0]), axis=1)
+    extents[has_any, :2] = np.nanmin(points[has_any], axis=1)
+    extents[has_any, 2:] = np.nanmax(points[has_any], axis=1)
+    return extents
+
+
+def _place(lo: float, hi: float, side: float, length: int) -> float:
+    """Start of a ``side`` window over [lo, hi]: centred on it, inside [0, length] when it
+    fits there (else covering all of it), and never cutting [lo, hi]."""
+    start = (lo + hi) / 2 - side / 2
+    start = float(np.clip(start, min(0, length - side), max(0, length - side)))
+    return max(min(start, lo), hi - side)
+
+
+def compute_clip_crop(
+    seq: LandmarkSequence,
+    image_size: tuple[int, int],
+    margin: float = 0.12,
+    percentile: float = 1.0,
+    visibility_threshold: float = 0.5,
+) -> CropBox:
+    """One square for the whole clip holding face, hands and the visible upper body.
+
+    Per frame, the extent of present face and hand points and of pose points from nose to
+    hips with visibility >= ``visibility_threshold`` is taken; across frames, the
+    ``percentile`` / ``100 - percentile`` percentiles of those extents make the union box
+    (robust to single-frame misdetections). ``margin`` is added on each side as a fraction
+    of the union's longer side. When the union fits inside the frame, the margin shrinks as
+    needed so that the square stays inside (no padding); otherwise it extends outside.
+    """
+    width, height = int(image_size[0]), int(image_size[1])
+    extents = _part_extents(seq, visibility_threshold)
+    extents = extents[~np.isnan(extents[:, 0])]
+    if len(extents) == 0:
+        raise InputError("no person landmarks in any frame: cannot place the crop")
+    x_lo, y_lo = np.percentile(extents[:, :2], percentile, axis=0)
+    x_hi, y_hi = np.percentile(extents[:, 2:], 100 - percentile, axis=0)
+    union_side = max(x_hi - x_lo, y_hi - y_lo, 1.0)
+    side = union_side * (1 + 2 * margin)
+    if union_side <= min(width, height):
+        side = min(side, min(width, height))
+    start_x = _place(x_lo, x_hi, side, width)
+    start_y = _place(y_lo, y_hi, side, height)
+    x0, y0 = int(np.floor(start_x)), int(np.floor(start_y))
+    # whole pixels: grow just enough that the integer box covers the real-valued one
+    side_px = int(np.ceil(side + max(start_x - x0, start_y - y0) - 1e-6))
+    return CropBox(x0, y0, side_px)
+
+
+def apply_crop(
+    frame: np.ndarray, box: CropBox, out_size: int, pad_mode: str = "reflect"
+) -> np.ndarray:
+    """Cut ``box`` out of ``frame`` (H, W, C), pad outside the frame, resize to out_size.
+
+    Equivalent to warping with ``box.affine(out_size)``; done as pad + ``cv2.resize`` so
+    that downscaling is area-averaged (no aliasing). Returns (out_size, out_size, C).
+    """
+    if pad_mode not in PAD_MODES:
+        raise InputError(f"pad_mode must be one of {sorted(PAD_MODES)}, got {pad_mode!r}")
+    height, width = frame.shape[:2]
+    left, top, right, bottom = box.padding((width, height))
+    region = frame[
+        max(0, box.y0) : min(height, box.y0 + box.side),
+        max(0, box.x0) : min(width, box.x0 + box.side),
+    ]
+    if region.size == 0:
+        raise InputError(f"crop {box} does not overlap the {width}x{height} frame")
+    if left or top or right or bottom:
+        # pad from the whole frame so reflections use the frame's own border pixels
+        padded = cv2.copyMakeBorder(frame, top, bottom, left, right, PAD_MODES[pad_mode], value=0)
+        x0, y0 = box.x0 + left, box.y0 + top
+        region = padded[y0 : y0 + box.side, x0 : x0 + box.side]
+    interpolation = cv2.INTER_AREA if out_size < box.side else cv2.INTER_CUBIC
+    out = cv2.resize(
+        np.ascontiguousarray(region), (out_size, out_size), interpolation=interpolation
+    )
+    return out.reshape(out_size, out_size, *frame.shape[2:])
+
+
+def valid_mask(box: CropBox, image_size: tuple[int, int], out_size: int) -> np.ndarray:
+    """(out_size, out_size) bool: True where the output pixel's whole footprint is source.
+
+    Output pixel u covers source [x0 + u / s, x0 + (u + 1) / s) with s = out_size / side.
+    """
+    width, height = image_size
+    u = np.arange(out_size)
+    step = box.side / out_size
+
+    def inside(start: int, length: int) -> np.ndarray:
+        return (start + u * step >= 0) & (start + (u + 1) * step <= length + 1e-9)
+
+    return inside(box.y0, height)[:, None] & inside(box.x0, width)[None, :]
