@@ -103,24 +103,15 @@ def as_frame_source(conditions: Any) -> FrameSource:
     return conditions
 
 
-def model_device_dtype(model: torch.nn.Module) -> tuple[torch.device, torch.dtype]:
-    """Device and floating dtype of the model's parameters (CPU / float32 if it has none)."""
-    for parameter in model.parameters():
-        if parameter.is_floating_point():
-            return parameter.device, parameter.dtype
-    return torch.device("cpu"), torch.float32
-
-
 def appearance_tokens(model: Any, reference: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Appearance tokens of ``reference`` (1, 3, H, W) in [0, 1] and the null tokens for CFG.
 
-    The null (unconditional) appearance is ``model.null_tokens(1)`` where the model defines it,
-    else zeros.
+    The null (unconditional) appearance, ``model.null_tokens(1)``, is what appearance dropout
+    trained the model with.
     """
-    device, dtype = model_device_dtype(model)
-    tokens = model.encode_appearance(reference.to(device, dtype) * 2 - 1)  # (1, N, D)
-    null_fn = getattr(model, "null_tokens", None)
-    null = null_fn(1) if callable(null_fn) else torch.zeros_like(tokens)
+    with torch.no_grad():
+        tokens = model.encode_appearance(reference.to(model.device) * 2 - 1)  # (1, N, D)
+        null = model.null_tokens(1)  # (1, N, D)
     return tokens, null.to(tokens.device, tokens.dtype)
 
 
@@ -166,7 +157,7 @@ def denoise_overlapped(
     length = latents.shape[0]
     if len(conditions) != length:
         raise InputError(f"{len(conditions)} condition frames for {length} latent frames")
-    device, dtype = model_device_dtype(model)
+    device, dtype = model.device, model.dtype
     use_cfg = guidance_scale > 1.0
     count = window_counts(windows, length).to(latents.device)  # (N,)
     batches = batch_windows(windows, windows_per_batch)
@@ -258,23 +249,26 @@ def _predict_windows(
 
 
 def latent_shape(model: Any, height: int, width: int) -> tuple[int, int, int]:
-    """(C, h, w) of the codec's latent for an (H, W) image, found by encoding a blank image."""
-    device, dtype = model_device_dtype(model)
-    with torch.no_grad():
-        latent = model.codec.encode(torch.zeros(1, 3, height, width, device=device, dtype=dtype))
-    return tuple(latent.shape[1:])  # type: ignore[return-value]
+    """(C, h, w) of the codec's latent for an (H, W) image."""
+    factor = model.codec.factor
+    if height % factor or width % factor:
+        raise InputError(
+            f"frames of {width}x{height} px are not divisible by the codec factor {factor}"
+        )
+    return model.codec.latent_channels, height // factor, width // factor
 
 
 def decode_latents(
     model: Any, latents: torch.Tensor, batch_size: int, progress: bool = True
 ) -> Iterator[torch.Tensor]:
     """Decode (N, C, h, w) latents ``batch_size`` frames at a time -> (F, 3, H, W) in [0, 1] on the host."""
-    device, dtype = model_device_dtype(model)
     for start in tqdm(
         range(0, latents.shape[0], batch_size), desc="decode", unit="chunk", disable=not progress
     ):
         with torch.no_grad():
-            images = model.codec.decode(latents[start : start + batch_size].to(device, dtype))
+            images = model.codec.decode(
+                latents[start : start + batch_size].to(model.device, model.dtype)
+            )
         yield ((images.float() + 1) / 2).clamp(0, 1).cpu()
 
 
@@ -319,9 +313,20 @@ class AnchorPipeline:
         latents: torch.Tensor | None = None,
         windows_per_batch: int = 1,
         decode_batch_size: int = 16,
+        latents_device: str | torch.device = "cpu",
     ) -> AnchorPipelineOutput:
         """Generate the whole video in memory (short clips); see ``generate_frames`` to stream.
 
+        ``reference_image``: appearance reference, uint8 (H, W, 3), PIL image or float
+        (3, H, W) in [0, 1]. ``conditions``: N condition frames, a tensor/array or a lazy
+        ``FrameSource``; their size sets the output size. ``guidance_scale``: classifier-free
+        guidance on the appearance (<= 1 disables the unconditional pass).
+        ``controlnet_conditioning_scale``: W_c of eq. 2. ``window_size`` / ``window_overlap``:
+        ws / os of Algorithm 1. ``generator``: CPU generator for the initial noise.
+        ``temporal=False``: frame-wise ablation. ``callback(step, t, latents)`` after each
+        step. ``latents``: initial noise (N, C, h, w) instead of drawing it.
+        ``windows_per_batch``: windows per forward pass. ``latents_device``: where the whole
+        latent sequence lives (the host by default, so length is bounded by RAM only).
         ``output_type="np"``: float32 (N, H, W, 3); ``"pt"``: float32 tensor (N, 3, H, W); both in [0, 1].
         """
         if output_type not in ("np", "pt"):
@@ -340,6 +345,7 @@ class AnchorPipeline:
             progress=progress,
             latents=latents,
             windows_per_batch=windows_per_batch,
+            latents_device=latents_device,
         )
         video = torch.cat(list(decode_latents(self.model, final, decode_batch_size, progress)))
         return AnchorPipelineOutput(video.movedim(1, -1).numpy() if output_type == "np" else video)
@@ -391,11 +397,9 @@ class AnchorPipeline:
         if reference.dim() == 3:
             reference = reference[None]
         _, _, height, width = conditions[0:1].shape
-        if temporal:
-            windows = window_schedule(length, window_size, window_overlap)
-        else:
-            windows = window_schedule(length, 1, 0)
-            windows_per_batch *= window_size
+        windows, windows_per_batch = plan_windows(
+            self.model, length, window_size, window_overlap, temporal, windows_per_batch
+        )
         latents = initial_latents(
             self.model, self.scheduler, length, height, width, generator, latents, latents_device
         )
@@ -416,6 +420,29 @@ class AnchorPipeline:
             progress=progress,
             description="body" if temporal else "body (frame-wise)",
         )
+
+
+def plan_windows(
+    model: Any,
+    length: int,
+    window_size: int,
+    window_overlap: int,
+    temporal: bool,
+    windows_per_batch: int,
+) -> tuple[list[Window], int]:
+    """Window schedule and windows per forward for a sequence of ``length`` frames.
+
+    ``temporal=False`` (the frame-wise ablation) uses one-frame windows without overlap and
+    folds ``window_size * windows_per_batch`` frames into one forward's batch.
+    """
+    if not temporal:
+        return window_schedule(length, 1, 0), window_size * windows_per_batch
+    longest = getattr(model.config, "motion_max_seq_length", None) if model.is_temporal else None
+    if longest is not None and min(window_size, length) > longest:
+        raise InputError(
+            f"window_size {window_size} exceeds the {longest} frames the model's temporal layers support"
+        )
+    return window_schedule(length, window_size, window_overlap), windows_per_batch
 
 
 def initial_latents(

@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from anchorgen.errors import InputError
 from anchorgen.pipelines.anchor import (
@@ -30,25 +29,10 @@ from anchorgen.pipelines.anchor import (
     denoise_overlapped,
     image_to_unit_tensor,
     initial_latents,
-    model_device_dtype,
+    plan_windows,
     to_uint8_frames,
 )
-from anchorgen.pipelines.windows import window_schedule
 from anchorgen.prepare.face import face_align_affine, face_mask, paste_back, warp_face
-
-
-def masked_image(crop: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Inpainting input image: ``crop`` (F, 3, S, S) in [0, 1] with the masked region blanked.
-
-    ``mask`` (F, 1, S, S) is 1 where the model regenerates. The image keeps the context
-    outside the mask: ``crop * (1 - mask)`` (the convention of diffusers' inpainting).
-    """
-    return crop * (1 - mask)
-
-
-def latent_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """(F, 1, S, S) pixel mask -> (F, 1, h, w) latent-resolution mask by area averaging."""
-    return F.interpolate(mask, size=size, mode="area")
 
 
 class FaceConditions:
@@ -171,11 +155,9 @@ class FacePipeline:
             latents,
             latents_device,
         )
-        if temporal:
-            windows = window_schedule(len(with_face), window_size, window_overlap)
-        else:
-            windows = window_schedule(len(with_face), 1, 0)
-            windows_per_batch *= window_size
+        windows, windows_per_batch = plan_windows(
+            self.model, len(with_face), window_size, window_overlap, temporal, windows_per_batch
+        )
         tokens, null_tokens = appearance_tokens(self.model, reference)
         final = denoise_overlapped(
             self.model,
@@ -217,21 +199,21 @@ class FacePipeline:
         batch_size: int,
     ) -> Inpainting:
         """Masks and masked-face latents (Algorithm 2 lines 2-6) for the frames with a face, on the host."""
-        device, dtype = model_device_dtype(self.model)
         masks, masked = [], []
         for start in range(0, len(with_face), batch_size):
             chunk = with_face[start : start + batch_size]
             crops = np.stack(
                 [warp_face(np.asarray(frames[i]), affines[i], crop_size) for i in chunk]
             )
-            crop = image_to_unit_tensor(crops)  # (F, 3, S, S)
+            crop = image_to_unit_tensor(crops)[None] * 2 - 1  # (1, F, 3, S, S) in [-1, 1]
             mask = torch.from_numpy(np.stack([blend_mask(i) for i in chunk]))[
-                :, None
-            ]  # (F, 1, S, S)
+                None, :, None
+            ]  # (1, F, 1, S, S)
             with torch.no_grad():
-                latents = self.model.codec.encode(
-                    (masked_image(crop, mask) * 2 - 1).to(device, dtype)
-                )
-            masked.append(latents.float().cpu())  # (F, C, h, w)
-            masks.append(latent_mask(mask, tuple(latents.shape[-2:])))
+                small, latents = self.model.inpaint_inputs(
+                    crop.to(self.model.device, self.model.dtype),
+                    mask.to(self.model.device, self.model.dtype),
+                )  # (1, F, 1, h, w), (1, F, C, h, w)
+            masks.append(small[0].float().cpu())
+            masked.append(latents[0].float().cpu())
         return Inpainting(mask=torch.cat(masks), masked_latents=torch.cat(masked))
