@@ -13,12 +13,12 @@ import dataclasses
 import inspect
 import json
 import textwrap
+import tomllib
 import types
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
-import tomllib
 import yaml
 
 from anchorgen.errors import ConfigError
@@ -33,9 +33,7 @@ class BaseConfig:
     def from_dict(cls: type[C], data: dict[str, Any], *, where: str = "") -> C:
         """Build from a nested dict; unknown keys raise ``ConfigError`` listing valid keys."""
         if not isinstance(data, dict):
-            raise ConfigError(
-                f"{where or cls.__name__}: expected a mapping, got {type(data).__name__}"
-            )
+            raise ConfigError(f"{where or cls.__name__}: expected a mapping, got {type(data).__name__}")
         fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         unknown = sorted(set(data) - set(fields))
         if unknown:

@@ -50,14 +50,10 @@ class LandmarkSequence:
         for part in PARTS:
             arr = getattr(self, part)
             if arr.shape != (t, POINTS_PER_PART[part], 3):
-                raise ValueError(
-                    f"{part} has shape {arr.shape}, expected ({t}, {POINTS_PER_PART[part]}, 3)"
-                )
+                raise ValueError(f"{part} has shape {arr.shape}, expected ({t}, {POINTS_PER_PART[part]}, 3)")
             for flags in (self.present, self.detected):
                 if flags[part].shape != (t,):
-                    raise ValueError(
-                        f"flags for {part} have shape {flags[part].shape}, expected ({t},)"
-                    )
+                    raise ValueError(f"flags for {part} have shape {flags[part].shape}, expected ({t},)")
 
     def __len__(self) -> int:
         return int(self.pose.shape[0])

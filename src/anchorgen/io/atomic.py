@@ -18,9 +18,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         from anchorgen.errors import InputError
 
         raise InputError(f"output directory does not exist: {path.parent}")
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.stem}.", suffix=f".partial{path.suffix}", dir=path.parent
-    )
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial{path.suffix}", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -49,9 +47,7 @@ def atomic_directory(path: str | Path, *, overwrite: bool = False) -> Iterator[P
 
     path = Path(path)
     if path.exists() and not overwrite:
-        raise InputError(
-            f"output directory already exists: {path} (pass --overwrite to replace it)"
-        )
+        raise InputError(f"output directory already exists: {path} (pass --overwrite to replace it)")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
     try:
