@@ -31,7 +31,8 @@ class SyntheticIdentity(torch.utils.data.Dataset):
     def _frame(self, t: int) -> tuple[torch.Tensor, torch.Tensor]:
         s = self.size
         yy, xx = torch.meshgrid(torch.arange(s), torch.arange(s), indexing="ij")
-        cx, cy = 8 + (3 * t) % (s - 16), 8 + (5 * t) % (s - 16)
+        margin = s // 4
+        cx, cy = margin + (3 * t) % (s - 2 * margin), margin + (5 * t) % (s - 2 * margin)
         blob = torch.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / 20.0)
         frame = torch.stack([blob * 2 - 1, blob.flip(0) - 0.5, torch.full_like(blob, 0.2)])
         condition = torch.zeros(3, s, s)

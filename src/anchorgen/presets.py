@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from anchorgen.config import BaseConfig, require
 from anchorgen.errors import ConfigError
@@ -23,6 +24,15 @@ NOISE_SCHEDULES = ("scaled_linear", "linear", "shifted_cosine")
 STAGES = ("pretrain", "finetune")
 PRECISIONS = ("auto", "bf16", "fp16", "no")
 DTYPES = ("float32", "bfloat16", "float16")
+
+
+def _plain(value: Any) -> Any:
+    """YAML/JSON-safe copy: paths become strings, tuples lists."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return str(value) if isinstance(value, Path) else value
 
 
 @dataclass
@@ -146,6 +156,9 @@ class ModelConfig(BaseConfig):
         require(self.appearance_grid >= 1, "appearance_grid must be >= 1")
         require(self.conditioning_scale >= 0, "conditioning_scale must be >= 0")
 
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(super().to_dict())
+
     @property
     def latent_channels(self) -> int:
         """C: channels of one latent frame."""
@@ -264,8 +277,16 @@ class TrainConfig(BaseConfig):
                 self.clip_length == 1,
                 "clip_length must be 1 for a frame-wise model (model.temporal=false)",
             )
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(super().to_dict())
+
+    @property
+    def temporal_frozen(self) -> bool:
+        """Whether the motion modules stay fixed in this run (``freeze_temporal`` resolved)."""
         if self.freeze_temporal is None:
-            self.freeze_temporal = self.stage == "finetune" and self.model.temporal
+            return self.stage == "finetune" and self.model.temporal
+        return self.freeze_temporal
 
     @property
     def use_matte(self) -> bool:

@@ -326,7 +326,7 @@ class TrainingRecipe:
         if config.grad_checkpointing:
             self.model.enable_gradient_checkpointing()
         self.model.requires_grad_(False)
-        frozen = set(temporal_parameters(self.model)) if config.freeze_temporal else set()
+        frozen = set(temporal_parameters(self.model)) if config.temporal_frozen else set()
         self.trainable = {
             n: p for n, p in _trainable_candidates(self.model).items() if n not in frozen
         }
@@ -698,7 +698,7 @@ def _save_rng(folder: Path, rank: int, generator: torch.Generator) -> None:
         tensors["torch_cuda"] = torch.cuda.get_rng_state()
     save_file(tensors, folder / f"rng-{rank}.safetensors")
     py_state = random.getstate()
-    np_state = np.random.get_state()
+    np_state = np.random.get_state()  # noqa: NPY002 (the global state a dataset may use)
     meta = {
         "python": [py_state[0], list(py_state[1]), py_state[2]],
         "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
@@ -724,7 +724,7 @@ def _load_rng(folder: Path, rank: int, generator: torch.Generator) -> None:
     version, state, gauss = meta["python"]
     random.setstate((version, tuple(state), gauss))
     name, keys, pos, has_gauss, cached = meta["numpy"]
-    np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+    np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))  # noqa: NPY002
 
 
 def _truncate_log(path: Path, step: int) -> None:
