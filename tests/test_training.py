@@ -7,10 +7,14 @@ import csv
 import pytest
 import torch
 from safetensors.torch import load_file
-from synthetic_identity import SyntheticIdentity, synthetic_factory
 
 from anchorgen.errors import ConfigError, InputError
-from anchorgen.models import StructureGuidedDiffusion, spatial_parameters, temporal_parameters, tiny_test_model
+from anchorgen.models import (
+    StructureGuidedDiffusion,
+    spatial_parameters,
+    temporal_parameters,
+    tiny_test_model,
+)
 from anchorgen.presets import TrainConfig, get_preset
 from anchorgen.training.recipe import (
     DiffusionLoss,
@@ -20,6 +24,7 @@ from anchorgen.training.recipe import (
     latest_checkpoint,
     run_training,
 )
+from synthetic_identity import SyntheticIdentity, synthetic_factory
 
 torch.set_num_threads(1)  # tiny models: threads only add overhead on a shared CPU
 
@@ -28,7 +33,12 @@ def _config(tmp_path, model=None, **changes):
     """The tiny preset on a synthetic dataset dir, with changes (``model``: ModelConfig changes)."""
     data = tmp_path / "identity"
     data.mkdir(exist_ok=True)
-    values = {**get_preset("tiny").to_dict(), "datasets": [str(data)], "output_dir": str(tmp_path / "run"), **changes}
+    values = {
+        **get_preset("tiny").to_dict(),
+        "datasets": [str(data)],
+        "output_dir": str(tmp_path / "run"),
+        **changes,
+    }
     values["model"] = {**values["model"], **(model or {})}
     return TrainConfig.from_dict(values)
 
@@ -46,7 +56,15 @@ def test_loss_falls_when_overfitting_one_batch():
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     losses = []
     for _ in range(40):
-        loss = loss_fn(latents, noise, timesteps, batch["conditions"], batch["reference"], torch.tensor([False, False]), weight)
+        loss = loss_fn(
+            latents,
+            noise,
+            timesteps,
+            batch["conditions"],
+            batch["reference"],
+            torch.tensor([False, False]),
+            weight,
+        )
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -57,7 +75,9 @@ def test_loss_falls_when_overfitting_one_batch():
 def test_batch_order_is_a_pure_function_of_the_step():
     first = [global_batch_indices(s, 5, 3, seed=1) for s in range(6)]
     assert first == [global_batch_indices(s, 5, 3, seed=1) for s in range(6)]
-    flat = sum(first[:5], [])  # 15 indices = 3 epochs, each a permutation of 0..4
+    flat = [
+        i for batch in first[:5] for i in batch
+    ]  # 15 indices = 3 epochs, each a permutation of 0..4
     assert all(sorted(flat[i : i + 5]) == list(range(5)) for i in (0, 5, 10))
 
 
@@ -67,7 +87,10 @@ def test_training_run_writes_run_directory_and_exports_loadable_model(tmp_path):
     checkpoints = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
     assert checkpoints == ["step-000004", "step-000006"]
     assert (run_dir / "config.yaml").is_file() and (run_dir / "loss.png").is_file()
-    assert sorted(p.name for p in (run_dir / "samples").iterdir()) == ["step-000003.png", "step-000006.png"]
+    assert sorted(p.name for p in (run_dir / "samples").iterdir()) == [
+        "step-000003.png",
+        "step-000006.png",
+    ]
     rows = list(csv.DictReader((run_dir / "train_log.csv").open()))
     assert [int(r["step"]) for r in rows] == list(range(1, 7))
     model = StructureGuidedDiffusion.from_pretrained(run_dir, expected=config.model)
@@ -99,7 +122,14 @@ def test_stage2_keeps_temporal_weights_and_trains_spatial_ones(tmp_path):
     stage1 = tmp_path / "stage1"
     tiny_test_model(temporal=True).save_pretrained(stage1)
     config = _config(
-        tmp_path, model={"temporal": True}, steps=1, stage="finetune", init_from=str(stage1), clip_length=2, ema_decay=0.0, sample_every=0
+        tmp_path,
+        model={"temporal": True},
+        steps=1,
+        stage="finetune",
+        init_from=str(stage1),
+        clip_length=2,
+        ema_decay=0.0,
+        sample_every=0,
     )
     assert config.temporal_frozen and not config.replace(stage="pretrain").temporal_frozen
     recipe = TrainingRecipe(config, synthetic_factory)
@@ -129,7 +159,7 @@ def test_dry_run_catches_missing_dataset_and_schema_mismatch(tmp_path):
     def wrong_size(root, cfg):
         return SyntheticIdentity(image_size=16)
 
-    with pytest.raises(InputError, match="schema mismatch.*'frames'"):
+    with pytest.raises(InputError, match=r"schema mismatch.*'frames'"):
         dry_run(config, wrong_size)
     assert not (tmp_path / "run").exists()  # a dry run writes nothing
 
@@ -141,7 +171,15 @@ def test_run_dir_of_another_model_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="choose a new output_dir"):
         dry_run(face, synthetic_factory)
     with pytest.raises(ConfigError, match="body model of preset 'tiny'"):
-        dry_run(_config(tmp_path, model={"part": "face"}, output_dir=str(tmp_path / "other"), init_from=str(config.output_dir)), synthetic_factory)
+        dry_run(
+            _config(
+                tmp_path,
+                model={"part": "face"},
+                output_dir=str(tmp_path / "other"),
+                init_from=str(config.output_dir),
+            ),
+            synthetic_factory,
+        )
 
 
 def test_half_precision_on_cpu_is_refused(tmp_path):
