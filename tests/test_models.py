@@ -15,6 +15,8 @@ from anchorgen.models import (
 )
 from anchorgen.presets import get_preset
 
+torch.set_num_threads(1)  # tiny models: threads only add overhead on a shared CPU
+
 B, F, C, LAT, IMG = 2, 2, 12, 16, 32
 
 
