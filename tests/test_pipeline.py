@@ -343,3 +343,23 @@ def test_face_pipeline_refuses_non_inpainting_model(video_model):
 
     with pytest.raises(InputError, match="inpainting"):
         FacePipeline(video_model)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("latents_device", ["cpu", "cuda"])
+def test_cuda_matches_cpu(latents_device):
+    """Model on the GPU, latent sequence on the host or the GPU: same video as on the CPU."""
+    cpu_model = tiny_test_model(temporal=True, seed=0)
+    gpu_model = tiny_test_model(temporal=True, seed=0).cuda()
+    noise = latent_noise(cpu_model, 10, seed=1)
+    kwargs = {"latents": noise, "windows_per_batch": 2, **SHORT}
+    expected = run(cpu_model, 10, **kwargs)
+    frames = run(gpu_model, 10, latents_device=latents_device, **kwargs)
+    assert frames.device.type == "cpu"
+    torch.testing.assert_close(frames, expected, atol=2e-3, rtol=0)
+    inputs = face_inputs()
+    face_cpu = enhance(tiny_test_model(temporal=True, inpainting=True, seed=2), *inputs)
+    face_gpu_model = tiny_test_model(temporal=True, inpainting=True, seed=2).cuda()
+    face_gpu = enhance(face_gpu_model, *inputs, latents_device=latents_device)
+    assert np.abs(face_gpu.astype(int) - face_cpu.astype(int)).max() <= 2

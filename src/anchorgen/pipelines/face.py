@@ -1,8 +1,9 @@
 """Identity-specific face enhancement (Make-Your-Anchor+ Algorithm 2), temporally denoised.
 
 For every generated frame the face is cropped with its alignment affine (line 2), the
-face-oval mask M marks the region to regenerate, the masked crop is encoded (lines 4-6),
-the condition render is cropped with the same affine (line 8), and the inpainting face SGDM
+face-oval mask M marks the region to regenerate, the crop with M blanked is encoded
+(lines 4-6, through the model's own ``inpaint_inputs``, the function training uses), the
+condition render is cropped with the same affine (line 8), and the inpainting face SGDM
 regenerates the face from noise given mask, masked latent, face condition and the face
 reference's appearance tokens (lines 10-12). Unlike the paper's frame-wise enhancement
 (which costs FVD, section V-C2) the face sequence is denoised with the same
