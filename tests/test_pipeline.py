@@ -8,7 +8,7 @@ import torch
 
 from anchorgen.errors import InputError
 from anchorgen.models import tiny_test_model
-from anchorgen.pipelines.anchor import AnchorPipeline, ArrayFrames, spool_frames
+from anchorgen.pipelines.anchor import AnchorPipeline, ArrayFrames, spool_frames, step_sequence
 from anchorgen.pipelines.windows import accumulate_windows, window_schedule
 
 SIZE = 16  # pixels; with the tiny models every test takes seconds
@@ -124,6 +124,19 @@ def test_pipeline_matches_plain_algorithm_1(video_model, length, window_size, wi
         windows_per_batch=windows_per_batch,
     )
     torch.testing.assert_close(frames, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_chunked_ddim_step_equals_whole_sequence_step(video_model):
+    scheduler = video_model.make_scheduler("ddim")
+    scheduler.set_timesteps(4)
+    t = scheduler.timesteps[1]
+    generator = torch.Generator().manual_seed(0)
+    latents = torch.randn(10, 3, 2, 2, generator=generator)
+    noise_sum = torch.randn(10, 3, 2, 2, generator=generator)
+    count = torch.tensor([1.0, 2, 2, 1, 1, 3, 1, 1, 2, 1])
+    whole = scheduler.step(noise_sum / count[:, None, None, None], t, latents).prev_sample
+    chunked = step_sequence(scheduler, noise_sum, count, t, latents.clone(), chunk=3)
+    torch.testing.assert_close(chunked, whole, atol=1e-6, rtol=1e-6)
 
 
 def test_dpm_solver_scheduler_runs(video_model):

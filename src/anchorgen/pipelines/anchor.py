@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
+from diffusers import DDIMScheduler
 from tqdm.auto import tqdm
 
 from anchorgen.errors import InputError
@@ -144,6 +145,7 @@ def denoise_overlapped(
     callback: StepCallback | None = None,
     progress: bool = True,
     description: str = "denoise",
+    step_chunk: int = 64,
 ) -> torch.Tensor:
     """Batch-overlapped temporal denoising (Algorithm 1) of a whole latent sequence.
 
@@ -153,6 +155,10 @@ def denoise_overlapped(
     (doubled for classifier-free guidance: unconditional and conditional halves in one
     batch), their predictions are summed per frame, divided by the per-frame counts, and the
     scheduler steps all N frames. Returns the denoised latents (N, C, h, w).
+
+    Host memory: ``latents`` and the noise sum, plus a scheduler step's temporaries; a DDIM
+    step is per frame without history, so it runs ``step_chunk`` frames at a time and
+    updates ``latents`` in place (other schedulers step the whole sequence at once).
     """
     length = latents.shape[0]
     if len(conditions) != length:
@@ -170,8 +176,9 @@ def denoise_overlapped(
         disable=not progress,
         dynamic_ncols=True,
     )
+    noise_sum = torch.zeros_like(latents)[None]  # (1, N, C, h, w)
     for step_index, t in enumerate(timesteps):
-        noise_sum = torch.zeros_like(latents)[None]  # (1, N, C, h, w)
+        noise_sum.zero_()
         for batch in batches:
             prediction = _predict_windows(
                 model,
@@ -192,11 +199,32 @@ def denoise_overlapped(
                 add_window(noise_sum, start, stop, window_prediction[None])
             bar.set_postfix(step=f"{step_index + 1}/{len(timesteps)}")
             bar.update(1)
-        noise = normalize_windows(noise_sum, count)[0]  # Algorithm 1 line 13
-        latents = scheduler.step(noise, t, latents).prev_sample  # line 14
+        latents = step_sequence(scheduler, noise_sum[0], count, t, latents, step_chunk)
         if callback is not None:
             callback(step_index, int(t), latents)
     bar.close()
+    return latents
+
+
+def step_sequence(
+    scheduler: Any,
+    noise_sum: torch.Tensor,
+    count: torch.Tensor,
+    t: torch.Tensor,
+    latents: torch.Tensor,
+    chunk: int,
+) -> torch.Tensor:
+    """Average the summed predictions (Algorithm 1 line 13) and step the sequence (line 14).
+
+    ``noise_sum`` and ``latents`` are (N, C, h, w), ``count`` (N,). DDIM's update is per
+    frame and keeps no history, so it is applied ``chunk`` frames at a time, in place.
+    """
+    if not isinstance(scheduler, DDIMScheduler):
+        return scheduler.step(normalize_windows(noise_sum[None], count)[0], t, latents).prev_sample
+    for start in range(0, latents.shape[0], chunk):
+        part = slice(start, start + chunk)
+        noise = normalize_windows(noise_sum[None, part], count[part])[0]
+        latents[part] = scheduler.step(noise, t, latents[part]).prev_sample
     return latents
 
 
