@@ -485,12 +485,13 @@ def initial_latents(
 ) -> torch.Tensor:
     """Initial noise (N, C, h, w) float32 on ``device``, scaled by ``init_noise_sigma``.
 
-    Noise is drawn on the CPU so a seed gives the same video on any device; frame i's noise
-    does not depend on the sequence length.
+    Noise is drawn on the generator's device; a CPU generator (recommended) gives the same
+    video on any device, and frame i's noise does not depend on the sequence length.
     """
     shape = (length, *latent_shape(model, height, width))
     if latents is None:
-        latents = torch.randn(shape, generator=generator, dtype=torch.float32)
+        noise_device = generator.device if generator is not None else "cpu"
+        latents = torch.randn(shape, generator=generator, device=noise_device, dtype=torch.float32)
     else:
         latents = latents.reshape(-1, *latents.shape[-3:]) if latents.dim() == 5 else latents
         if tuple(latents.shape) != shape:
