@@ -225,6 +225,10 @@ class TrainConfig(BaseConfig):
     """Std of landmark position jitter (pixels) before the condition is rendered (V-C6)."""
     freeze_temporal: bool | None = None
     """Keep the motion modules fixed (IV-C1). ``None``: frozen in finetune, trained in pretrain."""
+    lora_rank: int = 0
+    """0: full fine-tuning. >0: train low-rank adapters (peft) of this rank on the spatial
+    attention of the UNet and structure branch (plus the appearance encoder's trainable part)
+    on top of ``init_from`` or the pretrained weights; the export is then only the adapters."""
     mixed_precision: str = "auto"
     """``bf16``, ``fp16``, ``no``; ``auto`` = bf16 on a GPU that supports it, otherwise no."""
     ema_decay: float = 0.999
@@ -266,6 +270,11 @@ class TrainConfig(BaseConfig):
         )
         require(
             self.num_workers >= 0 and self.log_every >= 1, "num_workers >= 0 and log_every >= 1"
+        )
+        require(self.lora_rank >= 0, "lora_rank must be >= 0")
+        require(
+            self.lora_rank == 0 or self.init_from is not None or self.model.pretrained,
+            "lora_rank > 0 needs a base model: init_from=RUN_DIR or model.pretrained=true",
         )
         if self.model.temporal:
             require(
