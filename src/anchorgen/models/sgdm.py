@@ -339,7 +339,8 @@ class StructureGuidedDiffusion(torch.nn.Module):
             parts["vae"] = self.codec.vae
         for name, module in parts.items():
             if dtype is not None and dtype != module.dtype:
-                module = copy.deepcopy(module).to(dtype)
+                # nn.Module.to, not ModelMixin.to (which warns about fp32-only modules we lack)
+                module = torch.nn.Module.to(copy.deepcopy(module), dtype)
             module.save_pretrained(directory / name, safe_serialization=True)
         meta = {
             "format_version": FORMAT_VERSION,
