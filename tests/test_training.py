@@ -187,3 +187,27 @@ def test_half_precision_on_cpu_is_refused(tmp_path):
         pytest.skip("CPU-only check")
     with pytest.raises(ConfigError, match="needs a CUDA GPU"):
         dry_run(_config(tmp_path, mixed_precision="bf16"), synthetic_factory)
+
+
+def test_lora_finetune_exports_only_adapters_and_reloads(tmp_path):
+    base_dir = tmp_path / "base"
+    base = tiny_test_model(temporal=False)
+    base.save_pretrained(base_dir)
+    config = _config(
+        tmp_path, steps=2, lora_rank=2, init_from=str(base_dir), sample_every=0, ema_decay=0.0
+    )
+    run_dir = run_training(config, synthetic_factory)
+    assert (run_dir / "identity.safetensors").is_file() and not (run_dir / "unet").exists()
+    identity = load_file(run_dir / "identity.safetensors")
+    assert identity and all(".lora_" in n or n.startswith("appearance.") for n in identity)
+    loaded = StructureGuidedDiffusion.from_pretrained(run_dir, expected=config.model)
+    assert loaded.lora_rank == 2
+    lora_b = [p for n, p in loaded.named_parameters() if "lora_B" in n]
+    assert any(p.abs().sum() > 0 for p in lora_b)  # trained away from the zero init
+    base_weights = dict(base.named_parameters())
+    for name, p in loaded.named_parameters():  # frozen base weights are the base's
+        plain = name.replace(".base_layer", "")
+        if ".lora_" not in name and not name.startswith("appearance."):
+            assert torch.equal(p, base_weights[plain]), name
+    with pytest.raises(ConfigError, match="lora_rank > 0 needs a base model"):
+        _config(tmp_path, lora_rank=2)

@@ -60,3 +60,25 @@ def test_overrides_round_trip_through_yaml(tmp_path):
     assert (
         loaded == config and loaded.datasets == [Path("a"), Path("b")] and loaded.model.inpainting
     )
+
+
+def test_cli_train_dry_run_reports_a_missing_dataset(tmp_path):
+    from typer.testing import CliRunner
+
+    from anchorgen.cli import app
+    from anchorgen.errors import InputError
+
+    args = [
+        "train",
+        "--preset",
+        "tiny",
+        "--dry-run",
+        f"datasets=[{tmp_path / 'nope'}]",
+        f"output_dir={tmp_path / 'run'}",
+    ]
+    result = CliRunner().invoke(app, args)
+    assert isinstance(result.exception, InputError) and "dataset not found" in str(result.exception)
+    result = CliRunner().invoke(app, ["train", "--preset", "tiny", "--config", "x.yaml"])
+    assert isinstance(result.exception, ConfigError) and "exactly one of" in str(result.exception)
+    help_text = CliRunner().invoke(app, ["train", "--help"]).output
+    assert "--dry-run" in help_text and "scratch-256" in help_text

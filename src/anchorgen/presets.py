@@ -225,6 +225,10 @@ class TrainConfig(BaseConfig):
     """Std of landmark position jitter (pixels) before the condition is rendered (V-C6)."""
     freeze_temporal: bool | None = None
     """Keep the motion modules fixed (IV-C1). ``None``: frozen in finetune, trained in pretrain."""
+    lora_rank: int = 0
+    """0: full fine-tuning. >0: train low-rank adapters (peft) of this rank on the spatial
+    attention of the UNet and structure branch (plus the appearance encoder's trainable part)
+    on top of ``init_from`` or the pretrained weights; the export is then only the adapters."""
     mixed_precision: str = "auto"
     """``bf16``, ``fp16``, ``no``; ``auto`` = bf16 on a GPU that supports it, otherwise no."""
     ema_decay: float = 0.999
@@ -266,6 +270,11 @@ class TrainConfig(BaseConfig):
         )
         require(
             self.num_workers >= 0 and self.log_every >= 1, "num_workers >= 0 and log_every >= 1"
+        )
+        require(self.lora_rank >= 0, "lora_rank must be >= 0")
+        require(
+            self.lora_rank == 0 or self.init_from is not None or self.model.pretrained,
+            "lora_rank > 0 needs a base model: init_from=RUN_DIR or model.pretrained=true",
         )
         if self.model.temporal:
             require(
@@ -312,12 +321,13 @@ def _tiny() -> TrainConfig:
 def _scratch_256() -> TrainConfig:
     """Body SGDM from scratch at 256 px in pixel space (pixel-unshuffle 4: 256x256x3 -> 64x64x48).
 
-    UNet levels 64/128/192 channels at 64/32/16 px, attention (self + cross, 256-d appearance
-    tokens) only at 16x16, motion modules at every level; the structure branch is the UNet
-    encoder copy. Parameters (``count_parameters``): UNet 10.0 M, structure branch 4.6 M, motion
-    modules 4.6 M, appearance encoder 0.6 M: about 19.8 M = 40 MB in bf16. Compute: about
-    12 GFLOPs per 256x256 frame for UNet + branch forward, so a step of 8 clips x 4 frames is
-    about 1.2 TFLOPs with backward -- several steps/s on one H100 in bf16.
+    UNet levels 64/128/192 channels at 64/32/16 px, attention (self + cross, 64 tokens of 256-d
+    appearance) only at 16x16 and in the mid block, motion modules at every level; the
+    structure branch is the UNet encoder copy. Parameters (``count_parameters``): UNet 10.02 M,
+    motion modules 4.62 M, structure branch 4.58 M, appearance encoder 0.63 M: 19.85 M = 39.7 MB
+    in bf16 (with the ``face`` model's 8.80 M: 57.3 MB per identity). Compute
+    (``torch.utils.flop_counter``): 22.6 GFLOPs per 256x256 frame forward, so one step of
+    8 clips x 4 frames is about 2.2 TFLOPs with the backward pass.
     """
     model = ModelConfig(
         preset="scratch-256",
@@ -365,8 +375,8 @@ def _scratch_256() -> TrainConfig:
 def _face() -> TrainConfig:
     """Face SGDM (IV-D, eq. 5) from scratch: aligned 256 px face crops, inpainting input
     (noisy 48 + mask 1 + masked 48 = 97 channels), frame-wise (no temporal layers, as in the
-    paper). UNet 48/96/144 channels: about 8.3 M parameters with its structure branch and
-    appearance encoder (17 MB bf16), so body + face stay under 60 MB.
+    paper). UNet 48/96/144 channels: 8.80 M parameters with its structure branch and appearance
+    encoder (17.6 MB bf16), so body + face stay under 60 MB; 10.5 GFLOPs per frame forward.
     """
     base = _scratch_256()
     model = base.model.replace(

@@ -28,6 +28,7 @@ from diffusers import (
     UNet2DConditionModel,
     UNetMotionModel,
 )
+from safetensors.torch import load_file, save_file
 from transformers import CLIPVisionConfig, CLIPVisionModel
 
 from anchorgen.errors import ConfigError, InputError
@@ -42,6 +43,9 @@ from anchorgen.presets import ModelConfig
 MODEL_FILE = "anchorgen_model.json"
 FORMAT_VERSION = 1
 TEMPORAL_KEY = "motion_modules"
+LORA_FILE = "identity.safetensors"
+# Spatial attention projections of the UNet and structure branch (not the motion modules).
+LORA_TARGETS = r"^(?!.*motion_modules).*attn[12]\.(to_q|to_k|to_v|to_out\.0)$"
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 # Architecture of the SD1.5 VAE and CLIP ViT-L/14 image tower, for random-weight builds.
@@ -84,6 +88,7 @@ class StructureGuidedDiffusion(torch.nn.Module):
         self.unet = unet
         self.controlnet = controlnet
         self.appearance = appearance
+        self.lora_rank = 0
 
     # ----------------------------------------------------------------- properties
     @property
@@ -265,6 +270,54 @@ class StructureGuidedDiffusion(torch.nn.Module):
             ).prev_sample.unflatten(0, (b, f))
         return self.decode_frames(latents.to(self.dtype)).float().clamp(-1, 1)
 
+    # ----------------------------------------------------------------- low-rank adapters
+    def add_lora(self, rank: int) -> None:
+        """Add trainable low-rank adapters (peft) to the spatial attention projections of the
+        UNet and the structure branch (motion modules untouched): identity fine-tuning whose
+        export is tens of MB even for SD1.5."""
+        from peft import LoraConfig
+
+        for module in (self.unet, self.controlnet):
+            module.add_adapter(
+                LoraConfig(
+                    r=rank,
+                    lora_alpha=rank,
+                    init_lora_weights="gaussian",
+                    target_modules=LORA_TARGETS,
+                )
+            )
+        self.lora_rank = rank
+
+    def identity_state_dict(self) -> dict[str, torch.Tensor]:
+        """What a LoRA identity stores: the adapters and the appearance encoder's trainable part."""
+        return {
+            n: p.detach()
+            for n, p in self.named_parameters()
+            if ".lora_" in n
+            or (n.startswith("appearance.") and not n.startswith("appearance.vision."))
+        }
+
+    def save_lora(
+        self, directory: str | Path, base: str, dtype: torch.dtype | str | None = None
+    ) -> None:
+        """Write a LoRA identity: ``identity.safetensors`` + ``anchorgen_model.json`` naming the
+        ``base`` it applies to (a model directory, or ``"build"`` = ``build(config)``)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        dtype = _DTYPES[dtype] if isinstance(dtype, str) else dtype
+        tensors = {
+            n: (v.to(dtype) if dtype else v).contiguous().cpu()
+            for n, v in self.identity_state_dict().items()
+        }
+        save_file(tensors, directory / LORA_FILE)
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "lora_rank": self.lora_rank,
+            "base": base,
+            "model_config": self.config.to_dict(),
+        }
+        (directory / MODEL_FILE).write_text(json.dumps(meta, indent=2))
+
     # ----------------------------------------------------------------- persistence
     def save_pretrained(
         self, directory: str | Path, dtype: torch.dtype | str | None = None
@@ -286,7 +339,8 @@ class StructureGuidedDiffusion(torch.nn.Module):
             parts["vae"] = self.codec.vae
         for name, module in parts.items():
             if dtype is not None and dtype != module.dtype:
-                module = copy.deepcopy(module).to(dtype)
+                # nn.Module.to, not ModelMixin.to (which warns about fp32-only modules we lack)
+                module = torch.nn.Module.to(copy.deepcopy(module), dtype)
             module.save_pretrained(directory / name, safe_serialization=True)
         meta = {
             "format_version": FORMAT_VERSION,
@@ -313,6 +367,8 @@ class StructureGuidedDiffusion(torch.nn.Module):
         if expected is not None:
             check_compatible(config, expected, directory)
         meta = json.loads((directory / MODEL_FILE).read_text())
+        if meta.get("lora_rank"):
+            return cls._from_lora(directory, config, meta, torch_dtype)
         kwargs = {"torch_dtype": torch_dtype} if torch_dtype is not None else {}
         unet_cls = (
             UNetMotionModel if meta["unet_class"] == "UNetMotionModel" else UNet2DConditionModel
@@ -342,6 +398,26 @@ class StructureGuidedDiffusion(torch.nn.Module):
         except (OSError, ValueError, RuntimeError) as exc:
             raise InputError(f"cannot load the model in {directory}: {exc}") from exc
         return cls(config, codec, unet, controlnet, appearance)
+
+    @classmethod
+    def _from_lora(
+        cls, directory: Path, config: ModelConfig, meta: dict, torch_dtype: torch.dtype | None
+    ) -> StructureGuidedDiffusion:
+        """A LoRA identity: load its base, add adapters of the saved rank, load the adapters."""
+        base = meta["base"]
+        model = cls.build(config) if base == "build" else cls.from_pretrained(base, expected=config)
+        model.add_lora(int(meta["lora_rank"]))
+        tensors = load_file(directory / LORA_FILE)
+        own = model.identity_state_dict()
+        if set(tensors) != set(own):
+            raise InputError(
+                f"{directory / LORA_FILE} does not match its base {base} (adapter names differ)"
+            )
+        with torch.no_grad():
+            for n, value in tensors.items():
+                own[n].copy_(value)
+        model = model.to(torch_dtype) if torch_dtype is not None else model
+        return model.eval()
 
 
 # --------------------------------------------------------------------- model directory checks

@@ -326,10 +326,15 @@ class TrainingRecipe:
         if config.grad_checkpointing:
             self.model.enable_gradient_checkpointing()
         self.model.requires_grad_(False)
-        frozen = set(temporal_parameters(self.model)) if config.temporal_frozen else set()
-        self.trainable = {
-            n: p for n, p in _trainable_candidates(self.model).items() if n not in frozen
-        }
+        if config.lora_rank:
+            self.model.add_lora(config.lora_rank)
+            adapters = self.model.identity_state_dict()
+            self.trainable = {n: p for n, p in self.model.named_parameters() if n in adapters}
+        else:
+            frozen = set(temporal_parameters(self.model)) if config.temporal_frozen else set()
+            self.trainable = {
+                n: p for n, p in _trainable_candidates(self.model).items() if n not in frozen
+            }
         for p in self.trainable.values():
             p.requires_grad_(True)
         optimizer = torch.optim.AdamW(
@@ -625,7 +630,15 @@ class TrainingRecipe:
             tmp = self.run_dir / ".export.partial"
             shutil.rmtree(tmp, ignore_errors=True)
             with swap:
-                self.model.save_pretrained(tmp, dtype=self.config.model.export_dtype)
+                if self.config.lora_rank:
+                    base = (
+                        str(Path(self.config.init_from).resolve())
+                        if self.config.init_from
+                        else "build"
+                    )
+                    self.model.save_lora(tmp, base, dtype=self.config.model.export_dtype)
+                else:
+                    self.model.save_pretrained(tmp, dtype=self.config.model.export_dtype)
             for item in sorted(tmp.iterdir(), key=lambda p: p.name == "anchorgen_model.json"):
                 target = self.run_dir / item.name
                 if target.is_dir():
