@@ -69,20 +69,28 @@ class CropBox:
         return np.array([[s, 0.0, -s * self.x0], [0.0, s, -s * self.y0]])
 
 
-def _part_extents(seq: LandmarkSequence, visibility_threshold: float) -> np.ndarray:
-    """(T, 4) per-frame (x_min, y_min, x_max, y_max) of present points; NaN rows if none."""
-    t = len(seq)
+def _part_extents(
+    seq: LandmarkSequence, image_size: tuple[int, int], visibility_threshold: float
+) -> np.ndarray:
+    """(T, 4) per-frame (x_min, y_min, x_max, y_max) of present points; NaN rows if none.
+
+    Only what the camera sees counts: pose points need ``visibility_threshold`` and to lie
+    in the frame (MediaPipe extrapolates cut-off limbs, often with high visibility); hand
+    and face points are clipped to the frame.
+    """
+    width, height = image_size
     chunks = []  # each (T, n, 2), NaN where absent
     pose = seq.pose[:, POSE_UPPER_BODY, :2].astype(np.float64)
+    inside = (pose >= 0).all(axis=-1) & (pose[..., 0] <= width) & (pose[..., 1] <= height)
     visible = seq.pose_visibility[:, POSE_UPPER_BODY] >= visibility_threshold
-    pose[~(visible & seq.present["pose"][:, None])] = np.nan
+    pose[~(visible & inside & seq.present["pose"][:, None])] = np.nan
     chunks.append(pose)
     for part in ("left_hand", "right_hand", "face"):
-        pts = getattr(seq, part)[..., :2].astype(np.float64)
+        pts = np.clip(getattr(seq, part)[..., :2].astype(np.float64), 0, (width, height))
         pts[~seq.present[part]] = np.nan
         chunks.append(pts)
     points = np.concatenate(chunks, axis=1)  # (T, n, 2)
-    extents = np.full((t, 4), np.nan)
+    extents = np.full((len(seq), 4), np.nan)
     has_any = ~np.all(np.isnan(points[..., 0]), axis=1)
     extents[has_any, :2] = np.nanmin(points[has_any], axis=1)
     extents[has_any, 2:] = np.nanmax(points[has_any], axis=1)
@@ -106,15 +114,18 @@ def compute_clip_crop(
 ) -> CropBox:
     """One square for the whole clip holding face, hands and the visible upper body.
 
-    Per frame, the extent of present face and hand points and of pose points from nose to
-    hips with visibility >= ``visibility_threshold`` is taken; across frames, the
+    Per frame, the extent of present face and hand points and of visible in-frame pose
+    points from nose to hips is taken (see :func:`_part_extents`); across frames, the
     ``percentile`` / ``100 - percentile`` percentiles of those extents make the union box
     (robust to single-frame misdetections). ``margin`` is added on each side as a fraction
-    of the union's longer side. When the union fits inside the frame, the margin shrinks as
-    needed so that the square stays inside (no padding); otherwise it extends outside.
+    of the union's longer side. The margin shrinks where it would only add padding: a
+    union that fits inside the frame gets a square inside the frame (no padding); a union
+    taller (wider) than the frame is wide (tall), as in a portrait clip of a standing
+    person, gets a square as long as the frame's longer side, padded across the shorter
+    one, centred on the union.
     """
     width, height = int(image_size[0]), int(image_size[1])
-    extents = _part_extents(seq, visibility_threshold)
+    extents = _part_extents(seq, (width, height), visibility_threshold)
     extents = extents[~np.isnan(extents[:, 0])]
     if len(extents) == 0:
         raise InputError("no person landmarks in any frame: cannot place the crop")
@@ -122,13 +133,14 @@ def compute_clip_crop(
     x_hi, y_hi = np.percentile(extents[:, 2:], 100 - percentile, axis=0)
     union_side = max(x_hi - x_lo, y_hi - y_lo, 1.0)
     side = union_side * (1 + 2 * margin)
-    if union_side <= min(width, height):
-        side = min(side, min(width, height))
-    start_x = _place(x_lo, x_hi, side, width)
-    start_y = _place(y_lo, y_hi, side, height)
-    x0, y0 = int(np.floor(start_x)), int(np.floor(start_y))
-    # whole pixels: grow just enough that the integer box covers the real-valued one
-    side_px = int(np.ceil(side + max(start_x - x0, start_y - y0) - 1e-6))
+    for frame_side in sorted((width, height)):
+        if union_side <= frame_side:  # no margin beyond what the frame can show
+            side = min(side, frame_side)
+            break
+    side_px = int(np.ceil(side - 1e-6))
+    # whole pixels: rounding keeps integer frame bounds, and the union to within 0.5 px
+    x0 = round(_place(x_lo, x_hi, side_px, width))
+    y0 = round(_place(y_lo, y_hi, side_px, height))
     return CropBox(x0, y0, side_px)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -128,47 +129,153 @@ def body_scale(points: np.ndarray, present: np.ndarray) -> float:
     return float(np.nanmedian(width))
 
 
+def fit_similarity(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """Least-squares 2D similarity dst ~ s R src + t (Umeyama 1991). src, dst: (N, 2).
+
+    Returns (s, R (2, 2), t (2,)).
+    """
+    src_mean, dst_mean = src.mean(axis=0), dst.mean(axis=0)
+    a, b = src - src_mean, dst - dst_mean
+    u, sv, vt = np.linalg.svd(b.T @ a / len(src))
+    d = np.diag([1.0, np.sign(np.linalg.det(u @ vt))])  # no reflections
+    rotation = u @ d @ vt
+    scale = float(np.trace(np.diag(sv) @ d) / a.var(axis=0).sum())
+    return scale, rotation, dst_mean - scale * rotation @ src_mean
+
+
+def smooth_face(
+    face: np.ndarray,
+    present: np.ndarray,
+    fps: float,
+    head: tuple[float, float] = (1.5, 1.0),
+    expression: tuple[float, float] = (5.0, 100.0),
+    d_cutoff: float = 1.0,
+    zero_phase: bool = True,
+) -> np.ndarray:
+    """Smooth a (T, 478, 3) face track as head motion plus expression, each at its own rate.
+
+    Each frame is split into a 2D similarity plus a depth offset (scale, rotation,
+    translation, mean z: the head's rigid motion) applied to a local shape in the frame
+    of the clip's mean face
+    (Procrustes). Head motion is filtered with ``head`` = (min_cutoff, beta), firmly, since
+    its jitter shakes the whole face; the local shape (lips, eyes, brows) with
+    ``expression``, lightly, so speech articulation survives. Units: translation and
+    local shape in mean-face radii, angles in radians. Returns float64 (T, 478, 3), NaN
+    where ``present`` is False.
+    """
+    present = np.asarray(present, bool)
+    out = np.full(face.shape, np.nan)
+    frames = np.flatnonzero(present)
+    if frames.size == 0:
+        return out
+    xy = np.asarray(face, np.float64)[..., :2]
+    mean_shape = xy[frames[0]]
+    for _ in range(2):  # generalized Procrustes: align every frame to the mean, re-average
+        aligned = []
+        for t in frames:
+            s, r, tr = fit_similarity(xy[t], mean_shape)
+            aligned.append(s * xy[t] @ r.T + tr)
+        mean_shape = np.mean(aligned, axis=0)
+    radius = float(np.sqrt(mean_shape.var(axis=0).sum()))
+
+    params = np.full((len(face), 5), np.nan)  # log s, angle, (t, mean z) / radius
+    local = np.full(face.shape, np.nan)  # (T, 478, 3) in the mean face's frame, / radius
+    for t in frames:
+        s, r, tr = fit_similarity(mean_shape, xy[t])  # face ~ s R local + tr
+        depth = float(np.mean(face[t, :, 2]))
+        params[t] = [np.log(s), np.arctan2(r[1, 0], r[0, 0]), *(tr / radius), depth / radius]
+        local[t, :, :2] = (xy[t] - tr) @ r / (s * radius)
+        local[t, :, 2] = (face[t, :, 2] - depth) / (s * radius)
+    params[frames, 1] = np.unwrap(params[frames, 1])
+    filt = zero_phase_one_euro if zero_phase else one_euro_filter
+    params = filt(params, fps, head[0], head[1], d_cutoff)
+    local = filt(local, fps, expression[0], expression[1], d_cutoff)
+
+    scale = np.exp(params[:, 0])[:, None]  # (T, 1)
+    cos, sin = np.cos(params[:, 1])[:, None], np.sin(params[:, 1])[:, None]
+    lx, ly = local[..., 0] * radius, local[..., 1] * radius
+    out[..., 0] = scale * (cos * lx - sin * ly) + params[:, 2:3] * radius
+    out[..., 1] = scale * (sin * lx + cos * ly) + params[:, 3:4] * radius
+    out[..., 2] = scale * local[..., 2] * radius + params[:, 4:5] * radius
+    return out
+
+
+DEFAULT_MIN_CUTOFF = {"pose": 1.5, "left_hand": 2.0, "right_hand": 2.0, "face": 1.5}
+"""Per-part One-Euro ``min_cutoff`` (Hz) used by :func:`smooth_sequence` (face: head motion)."""
+DEFAULT_BETA = {"pose": 1.0, "left_hand": 3.0, "right_hand": 3.0, "face": 1.0}
+"""Per-part One-Euro ``beta`` used by :func:`smooth_sequence` (face: head motion)."""
+
+
+def _per_part(value: float | Mapping[str, float], name: str) -> dict[str, float]:
+    if isinstance(value, Mapping):
+        missing = set(PARTS) - set(value)
+        if missing:
+            raise InputError(f"{name} has no value for {sorted(missing)}")
+        return {p: float(value[p]) for p in PARTS}
+    return dict.fromkeys(PARTS, float(value))
+
+
 def smooth_sequence(
     seq: LandmarkSequence,
     max_gap_seconds: float = 0.3,
-    min_cutoff: float = 1.5,
-    beta: float = 1.0,
+    min_cutoff: float | Mapping[str, float] = DEFAULT_MIN_CUTOFF,
+    beta: float | Mapping[str, float] = DEFAULT_BETA,
     d_cutoff: float = 1.0,
     zero_phase: bool = True,
+    face_expression: tuple[float, float] = (5.0, 100.0),
 ) -> LandmarkSequence:
     """Fill short gaps, then One-Euro smooth every part of ``seq``.
 
     Gaps up to ``max_gap_seconds`` bounded on both sides are interpolated linearly (a blink
     of the detector, not a real disappearance) and become ``present``; ``detected`` is kept.
-    The filter runs on coordinates divided by the clip's median shoulder width, so
-    ``beta`` is in (shoulder widths / s)^-1 and the same values work at any resolution or
-    zoom. Defaults: ``min_cutoff`` 1.5 Hz removes detector jitter on still poses
-    (the 5-15 Hz band) while keeping slow sway; ``beta`` 1.0 raises the cutoff to
-    about 3 Hz at half a shoulder width per second, so gestures and lips are barely
-    attenuated; ``zero_phase`` (forward then backward pass, possible because prepare is
-    offline) removes the remaining lag. ``pose_visibility`` is gap-filled, not smoothed.
+    ``min_cutoff`` and ``beta`` are one value or one per part (``pose`` also drives
+    ``pose_world``; for ``face`` they filter the head's rigid motion and
+    ``face_expression`` = (min_cutoff, beta) the face's own shape, see :func:`smooth_face`).
+    Body and hands are filtered on coordinates divided by the clip's median shoulder
+    width, so ``beta`` is in (shoulder widths / s)^-1 and works at any resolution or zoom.
+    ``zero_phase`` runs each filter forward then backward (prepare is offline), so
+    smoothed gestures keep their timing.
+
+    Defaults, measured on the two anchor clips (kitchen presenter 1080x1920 and news
+    anchor 512x512, 25 fps; mean second difference in px/frame^2, raw -> smoothed): pose
+    4.1 -> 0.9 and 2.9 -> 0.4 at (1.5 Hz, 1): a standing body barely sways; hands
+    22 / 12 -> 4.8 / 3.3 at (2 Hz, 3): fingers move fast. Face 5.8 -> 3.2 and 1.3 -> 0.5
+    (head at (1.5 Hz, 1), expression at (5 Hz, 100)), while the mouth-opening track stays
+    correlated 0.996 / 0.989 with the raw one and keeps 97 / 95 % of its spread; smoothing all face points alike at (3 Hz, 10) got a similar
+    jitter but only 0.95 / 0.93 and 87 / 76 %, since lips move at syllable rate (4-6 Hz).
+    ``pose_visibility`` is gap-filled, not smoothed.
     """
     max_gap = round(max_gap_seconds * seq.fps)
+    cutoffs = _per_part(min_cutoff, "min_cutoff")
+    betas = _per_part(beta, "beta")
     pixel_scale = body_scale(seq.pose, seq.present["pose"])
     if not np.isfinite(pixel_scale) or pixel_scale <= 0:
         pixel_scale = max(seq.image_size) / 4.0  # no body: a person about a quarter frame wide
     world_scale = body_scale(seq.pose_world, seq.present["pose"])
     if not np.isfinite(world_scale) or world_scale <= 0:
         world_scale = 0.35  # typical adult shoulder width in metres
+    filt = zero_phase_one_euro if zero_phase else one_euro_filter
 
     def smooth(
-        points: np.ndarray, present: np.ndarray, scale: float
+        points: np.ndarray, present: np.ndarray, scale: float, part: str
     ) -> tuple[np.ndarray, np.ndarray]:
         filled, now_present = interpolate_gaps(points, present, max_gap)
-        filt = zero_phase_one_euro if zero_phase else one_euro_filter
-        out = filt(filled / scale, seq.fps, min_cutoff, beta, d_cutoff) * scale
+        if part == "face":
+            head = (cutoffs[part], betas[part])
+            out = smooth_face(
+                filled, now_present, seq.fps, head, face_expression, d_cutoff, zero_phase
+            )
+        else:
+            out = filt(filled / scale, seq.fps, cutoffs[part], betas[part], d_cutoff) * scale
         return out.astype(np.float32), now_present
 
     arrays: dict[str, np.ndarray] = {}
     present: dict[str, np.ndarray] = {}
     for part in PARTS:
-        arrays[part], present[part] = smooth(getattr(seq, part), seq.present[part], pixel_scale)
-    arrays["pose_world"], _ = smooth(seq.pose_world, seq.present["pose"], world_scale)
+        arrays[part], present[part] = smooth(
+            getattr(seq, part), seq.present[part], pixel_scale, part
+        )
+    arrays["pose_world"], _ = smooth(seq.pose_world, seq.present["pose"], world_scale, "pose")
     visibility, _ = interpolate_gaps(seq.pose_visibility, seq.present["pose"], max_gap)
     arrays["pose_visibility"] = np.nan_to_num(visibility, nan=0.0)
     return dataclasses.replace(
