@@ -1,0 +1,446 @@
+"""Model and training configs for the structure-guided diffusion model, and the named presets.
+
+``ModelConfig`` says what a model *is* (architecture, codec, noise schedule); it is saved next
+to the weights as ``anchorgen_model.json``. ``TrainConfig`` says how one run trains it (stage,
+data, optimisation); it is saved as ``config.yaml`` in every run directory. ``PRESETS`` maps a
+name to a ready ``TrainConfig``: ``tiny`` (tests), ``scratch-256`` (body, from scratch),
+``face`` (face SGDM, from scratch) and ``sd15`` (the paper's Stable Diffusion 1.5 setup).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from anchorgen.config import BaseConfig, require
+from anchorgen.errors import ConfigError
+
+PARTS = ("body", "face")
+CODECS = ("pixel_unshuffle", "vae")
+APPEARANCE_ENCODERS = ("cnn", "clip")
+PREDICTION_TYPES = ("epsilon", "v_prediction")
+NOISE_SCHEDULES = ("scaled_linear", "linear", "shifted_cosine")
+STAGES = ("pretrain", "finetune")
+PRECISIONS = ("auto", "bf16", "fp16", "no")
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def _plain(value: Any) -> Any:
+    """YAML/JSON-safe copy: paths become strings, tuples lists."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return str(value) if isinstance(value, Path) else value
+
+
+@dataclass
+class ModelConfig(BaseConfig):
+    """Architecture of one SGDM (eqs. 1-5): denoiser, structure branch, appearance encoder, codec."""
+
+    preset: str = "tiny"
+    """Name of the preset this architecture belongs to; a run directory of another preset is refused."""
+    part: str = "body"
+    """Which model: ``body`` (SGDM, eqs. 1-4) or ``face`` (Face SGDM, eq. 5: inpainting input)."""
+    image_size: int = 32
+    """Side of the square training/generation images in pixels."""
+    codec: str = "pixel_unshuffle"
+    """Image <-> latent map: ``pixel_unshuffle`` (lossless space-to-depth, pixel-space diffusion)
+    or ``vae`` (a diffusers ``AutoencoderKL``, latent diffusion as in the paper)."""
+    codec_factor: int = 2
+    """Spatial down-sampling of the codec (pixel-unshuffle factor, or 8 for the SD VAE)."""
+    codec_scale: float = 1.0
+    """Latents are multiplied by this after encoding (pixel space: 1.0; SD VAE: 0.18215)."""
+    vae_channels: int = 4
+    """Latent channels of the VAE codec (ignored for pixel-unshuffle: 3 * factor**2)."""
+    block_out_channels: tuple[int, ...] = (16, 32)
+    """UNet channels per resolution level (the structure branch copies the encoder)."""
+    layers_per_block: int = 1
+    """ResNet layers per UNet level."""
+    attention_levels: tuple[bool, ...] = (False, True)
+    """Per level: whether it has (self + cross) attention. Keep attention at low resolution only."""
+    attention_heads: int = 2
+    """Attention heads per transformer block (diffusers' ``attention_head_dim`` argument)."""
+    cross_attention_dim: int = 16
+    """Width of the appearance tokens read by cross-attention in the UNet and the structure branch."""
+    norm_num_groups: int = 8
+    """GroupNorm groups in the UNet (must divide every entry of ``block_out_channels``)."""
+    conditioning_channels: tuple[int, ...] = (8, 16)
+    """Channels of the structure branch's condition-image stem; ``2**(len-1)`` must equal
+    ``codec_factor`` so the stem brings the render to latent resolution."""
+    conditioning_scale: float = 1.0
+    """W_c of eq. 2: weight of the structure branch's residuals, used in training and as the
+    default at inference."""
+    temporal: bool = False
+    """Insert AnimateDiff-style motion modules (IV-C1): ``UNetMotionModel`` over clips of frames."""
+    motion_heads: int = 2
+    """Attention heads of each temporal transformer."""
+    motion_max_seq_length: int = 32
+    """Longest clip (frames) the temporal position encoding supports."""
+    appearance_encoder: str = "cnn"
+    """``cnn``: a small trainable encoder producing a token grid; ``clip``: CLIP image features
+    before pooling (``CLIPVisionModel.last_hidden_state``), frozen, linearly projected."""
+    appearance_size: int = 32
+    """Side the reference image is resized to before the appearance encoder."""
+    appearance_channels: tuple[int, ...] = (16, 16)
+    """CNN appearance encoder: channels of its stride-2 stages."""
+    appearance_grid: int = 4
+    """CNN appearance encoder: tokens form a ``grid x grid`` map (N = grid**2 tokens)."""
+    prediction_type: str = "v_prediction"
+    """What the network predicts: ``epsilon`` (eq. 1) or ``v_prediction``."""
+    noise_schedule: str = "shifted_cosine"
+    """``scaled_linear``/``linear`` (SD1.5 betas) or ``shifted_cosine`` (cosine log-SNR shifted by
+    ``2 * log(noise_shift)``, for pixel-space diffusion at high resolution)."""
+    noise_shift: float = 1.0
+    """Shifted-cosine only: base resolution / effective resolution (e.g. 64/256 = 0.25)."""
+    num_train_timesteps: int = 1000
+    """Discrete diffusion timesteps T."""
+    pretrained: bool = False
+    """sd15: load UNet/VAE/CLIP/motion adapter from the local paths below; False builds the same
+    architecture with random weights."""
+    sd15_path: Path | None = None
+    """Local diffusers Stable Diffusion 1.5 directory (with ``unet/`` and ``vae/``)."""
+    clip_path: Path | None = None
+    """Local ``CLIPVisionModel`` directory (e.g. clip-vit-large-patch14)."""
+    motion_adapter_path: Path | None = None
+    """Local diffusers ``MotionAdapter`` directory (AnimateDiff)."""
+    export_dtype: str = "bfloat16"
+    """dtype of the final exported weights (``bfloat16`` halves the size of an identity)."""
+
+    def __post_init__(self) -> None:
+        require(self.part in PARTS, f"part must be one of {PARTS}, got {self.part!r}")
+        require(self.codec in CODECS, f"codec must be one of {CODECS}, got {self.codec!r}")
+        require(
+            self.appearance_encoder in APPEARANCE_ENCODERS,
+            f"appearance_encoder must be one of {APPEARANCE_ENCODERS}, got {self.appearance_encoder!r}",
+        )
+        require(
+            self.prediction_type in PREDICTION_TYPES,
+            f"prediction_type must be one of {PREDICTION_TYPES}",
+        )
+        require(
+            self.noise_schedule in NOISE_SCHEDULES,
+            f"noise_schedule must be one of {NOISE_SCHEDULES}",
+        )
+        require(self.export_dtype in DTYPES, f"export_dtype must be one of {DTYPES}")
+        require(
+            self.codec_factor >= 1 and self.codec_factor & (self.codec_factor - 1) == 0,
+            "codec_factor must be a power of two",
+        )
+        require(
+            2 ** (len(self.conditioning_channels) - 1) == self.codec_factor,
+            f"conditioning_channels has {len(self.conditioning_channels)} entries: 2**(len-1) must equal "
+            f"codec_factor={self.codec_factor}",
+        )
+        levels = len(self.block_out_channels)
+        require(levels >= 1, "block_out_channels must not be empty")
+        require(
+            len(self.attention_levels) == levels,
+            "attention_levels needs one entry per block_out_channels level",
+        )
+        require(
+            all(c % self.norm_num_groups == 0 for c in self.block_out_channels),
+            "norm_num_groups must divide every block_out_channels entry",
+        )
+        require(
+            self.image_size % (self.codec_factor * 2 ** (levels - 1)) == 0,
+            f"image_size must be divisible by codec_factor * 2**{levels - 1}",
+        )
+        require(self.layers_per_block >= 1, "layers_per_block must be >= 1")
+        require(0 < self.noise_shift, "noise_shift must be positive")
+        require(
+            self.appearance_size % 2 ** len(self.appearance_channels) == 0,
+            "appearance_size must be divisible by 2**len(appearance_channels)",
+        )
+        require(self.appearance_grid >= 1, "appearance_grid must be >= 1")
+        require(self.conditioning_scale >= 0, "conditioning_scale must be >= 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(super().to_dict())
+
+    @property
+    def latent_channels(self) -> int:
+        """C: channels of one latent frame."""
+        return 3 * self.codec_factor**2 if self.codec == "pixel_unshuffle" else self.vae_channels
+
+    @property
+    def latent_size(self) -> int:
+        """h = w: side of a latent frame."""
+        return self.image_size // self.codec_factor
+
+    @property
+    def inpainting(self) -> bool:
+        """Face SGDM (eq. 5): the UNet reads [noisy latent, mask, masked latent] (2C + 1 channels)."""
+        return self.part == "face"
+
+    def architecture(self) -> dict:
+        """The fields that decide the weights' shapes and meaning (paths and export dtype excluded)."""
+        data = self.to_dict()
+        for key in (
+            "sd15_path",
+            "clip_path",
+            "motion_adapter_path",
+            "pretrained",
+            "export_dtype",
+            "conditioning_scale",
+        ):
+            data.pop(key)
+        return data
+
+
+@dataclass
+class TrainConfig(BaseConfig):
+    """One training run (IV-B two-stage strategy): ``anchorgen train --config FILE [key=value ...]``."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """The model to train (``model.part`` says body or face)."""
+    stage: str = "finetune"
+    """``pretrain`` (stage 1: several identities, foreground-matted frames) or ``finetune``
+    (stage 2: the target identity, full frames with background)."""
+    datasets: list[Path] = field(default_factory=list)
+    """Prepared identity dataset directories (several for pretrain, the target for finetune)."""
+    init_from: Path | None = None
+    """A finished run directory (usually stage 1) whose weights initialise this run."""
+    output_dir: Path | None = None
+    """Run directory. Re-running the same command resumes from its latest checkpoint."""
+    steps: int = 100
+    """Optimiser steps in total (counting steps of earlier, resumed attempts)."""
+    batch_size: int = 2
+    """Clips per GPU per step (the global batch is this times the number of processes)."""
+    learning_rate: float = 1e-4
+    """Peak AdamW learning rate (after warm-up)."""
+    lr_warmup_steps: int = 0
+    """Linear warm-up steps, then constant."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping norm (0 disables)."""
+    clip_length: int = 1
+    """Frames per training sample: 1 for frame-wise models, 4-16 when ``model.temporal``."""
+    appearance_dropout: float = 0.1
+    """Probability of replacing a sample's appearance tokens by the null tokens, so
+    classifier-free guidance works at inference."""
+    landmark_jitter_px: float = 0.0
+    """Std of landmark position jitter (pixels) before the condition is rendered (V-C6)."""
+    freeze_temporal: bool | None = None
+    """Keep the motion modules fixed (IV-C1). ``None``: frozen in finetune, trained in pretrain."""
+    lora_rank: int = 0
+    """0: full fine-tuning. >0: train low-rank adapters (peft) of this rank on the spatial
+    attention of the UNet and structure branch (plus the appearance encoder's trainable part)
+    on top of ``init_from`` or the pretrained weights; the export is then only the adapters."""
+    mixed_precision: str = "auto"
+    """``bf16``, ``fp16``, ``no``; ``auto`` = bf16 on a GPU that supports it, otherwise no."""
+    ema_decay: float = 0.999
+    """Decay of the exponential moving average of the weights (0 disables EMA)."""
+    grad_checkpointing: bool = False
+    """Recompute activations in the backward pass: less memory, about 30% slower."""
+    checkpoint_every: int = 500
+    """Save a resumable checkpoint every this many steps (a killed run loses at most this)."""
+    keep_checkpoints: int = 2
+    """How many of the latest checkpoints to keep."""
+    sample_every: int = 500
+    """Write samples/step-XXXXXX.png (condition | reference | generated | target) this often (0: never)."""
+    sample_steps: int = 10
+    """DDIM steps used for those samples."""
+    num_workers: int = 2
+    """Data-loader worker processes."""
+    seed: int = 0
+    """Seed for initialisation, data order, noise and dropout."""
+    log_every: int = 10
+    """Append a row to train_log.csv this often."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.model, dict):
+            self.model = ModelConfig.from_dict(self.model, where="model")
+        require(self.stage in STAGES, f"stage must be one of {STAGES}, got {self.stage!r}")
+        require(self.mixed_precision in PRECISIONS, f"mixed_precision must be one of {PRECISIONS}")
+        require(self.steps >= 1, "steps must be >= 1")
+        require(self.batch_size >= 1, "batch_size must be >= 1")
+        require(self.learning_rate > 0, "learning_rate must be positive")
+        require(self.lr_warmup_steps >= 0, "lr_warmup_steps must be >= 0")
+        require(0.0 <= self.appearance_dropout < 1.0, "appearance_dropout must be in [0, 1)")
+        require(self.landmark_jitter_px >= 0, "landmark_jitter_px must be >= 0")
+        require(0.0 <= self.ema_decay < 1.0, "ema_decay must be in [0, 1)")
+        require(self.checkpoint_every >= 1, "checkpoint_every must be >= 1")
+        require(self.keep_checkpoints >= 1, "keep_checkpoints must be >= 1")
+        require(
+            self.sample_every >= 0 and self.sample_steps >= 1,
+            "sample_every >= 0 and sample_steps >= 1",
+        )
+        require(
+            self.num_workers >= 0 and self.log_every >= 1, "num_workers >= 0 and log_every >= 1"
+        )
+        require(self.lora_rank >= 0, "lora_rank must be >= 0")
+        require(
+            self.lora_rank == 0 or self.init_from is not None or self.model.pretrained,
+            "lora_rank > 0 needs a base model: init_from=RUN_DIR or model.pretrained=true",
+        )
+        if self.model.temporal:
+            require(
+                2 <= self.clip_length <= self.model.motion_max_seq_length,
+                f"clip_length must be in [2, {self.model.motion_max_seq_length}] for a temporal model (paper: 4-16)",
+            )
+        else:
+            require(
+                self.clip_length == 1,
+                "clip_length must be 1 for a frame-wise model (model.temporal=false)",
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(super().to_dict())
+
+    @property
+    def temporal_frozen(self) -> bool:
+        """Whether the motion modules stay fixed in this run (``freeze_temporal`` resolved)."""
+        if self.freeze_temporal is None:
+            return self.stage == "finetune" and self.model.temporal
+        return self.freeze_temporal
+
+    @property
+    def use_matte(self) -> bool:
+        """Stage 1 trains on foreground-matted frames (IV-B); stage 2 on full frames."""
+        return self.stage == "pretrain"
+
+
+def _tiny() -> TrainConfig:
+    return TrainConfig(
+        model=ModelConfig(preset="tiny"),
+        steps=20,
+        batch_size=2,
+        learning_rate=1e-3,
+        ema_decay=0.9,
+        checkpoint_every=10,
+        sample_every=10,
+        sample_steps=2,
+        num_workers=0,
+        log_every=1,
+    )
+
+
+def _scratch_256() -> TrainConfig:
+    """Body SGDM from scratch at 256 px in pixel space (pixel-unshuffle 4: 256x256x3 -> 64x64x48).
+
+    UNet levels 64/128/192 channels at 64/32/16 px, attention (self + cross, 64 tokens of 256-d
+    appearance) only at 16x16 and in the mid block, motion modules at every level; the
+    structure branch is the UNet encoder copy. Parameters (``count_parameters``): UNet 10.02 M,
+    motion modules 4.62 M, structure branch 4.58 M, appearance encoder 0.63 M: 19.85 M = 39.7 MB
+    in bf16 (with the ``face`` model's 8.80 M: 57.3 MB per identity). Compute
+    (``torch.utils.flop_counter``): 22.6 GFLOPs per 256x256 frame forward, so one step of
+    8 clips x 4 frames is about 2.2 TFLOPs with the backward pass.
+    """
+    model = ModelConfig(
+        preset="scratch-256",
+        part="body",
+        image_size=256,
+        codec="pixel_unshuffle",
+        codec_factor=4,
+        block_out_channels=(64, 128, 192),
+        layers_per_block=1,
+        attention_levels=(False, False, True),
+        attention_heads=4,
+        cross_attention_dim=256,
+        norm_num_groups=32,
+        conditioning_channels=(16, 32, 64),
+        conditioning_scale=1.0,
+        temporal=True,
+        motion_heads=4,
+        appearance_encoder="cnn",
+        appearance_size=128,
+        appearance_channels=(32, 64, 128, 128),
+        appearance_grid=8,
+        prediction_type="v_prediction",
+        noise_schedule="shifted_cosine",
+        noise_shift=0.25,
+    )
+    return TrainConfig(
+        model=model,
+        stage="finetune",
+        steps=4000,
+        batch_size=8,
+        learning_rate=2e-4,
+        lr_warmup_steps=200,
+        clip_length=4,
+        appearance_dropout=0.1,
+        landmark_jitter_px=2.0,
+        mixed_precision="auto",
+        ema_decay=0.999,
+        checkpoint_every=500,
+        sample_every=1000,
+        sample_steps=20,
+        num_workers=6,
+    )
+
+
+def _face() -> TrainConfig:
+    """Face SGDM (IV-D, eq. 5) from scratch: aligned 256 px face crops, inpainting input
+    (noisy 48 + mask 1 + masked 48 = 97 channels), frame-wise (no temporal layers, as in the
+    paper). UNet 48/96/144 channels: 8.80 M parameters with its structure branch and appearance
+    encoder (17.6 MB bf16), so body + face stay under 60 MB; 10.5 GFLOPs per frame forward.
+    """
+    base = _scratch_256()
+    model = base.model.replace(
+        preset="face",
+        part="face",
+        block_out_channels=(48, 96, 144),
+        norm_num_groups=16,
+        temporal=False,
+        appearance_channels=(32, 64, 96, 128),
+        cross_attention_dim=192,
+    )
+    return base.replace(model=model, clip_length=1, steps=3000, landmark_jitter_px=1.0)
+
+
+def _sd15() -> TrainConfig:
+    """The paper's setup: SD1.5 UNet + VAE, structure branch initialised from the UNet, CLIP
+    ViT-L/14 image tokens, AnimateDiff motion adapter; 512 px, W_c = 2.0 (eq. 2)."""
+    model = ModelConfig(
+        preset="sd15",
+        part="body",
+        image_size=512,
+        codec="vae",
+        codec_factor=8,
+        codec_scale=0.18215,
+        vae_channels=4,
+        block_out_channels=(320, 640, 1280, 1280),
+        layers_per_block=2,
+        attention_levels=(True, True, True, False),
+        attention_heads=8,
+        cross_attention_dim=768,
+        norm_num_groups=32,
+        conditioning_channels=(16, 32, 96, 256),
+        conditioning_scale=2.0,
+        temporal=True,
+        motion_heads=8,
+        appearance_encoder="clip",
+        appearance_size=224,
+        prediction_type="epsilon",
+        noise_schedule="scaled_linear",
+        pretrained=True,
+        export_dtype="float16",
+    )
+    return TrainConfig(
+        model=model,
+        stage="finetune",
+        steps=50000,
+        batch_size=1,
+        learning_rate=1e-5,
+        clip_length=4,
+        grad_checkpointing=True,
+        mixed_precision="auto",
+        ema_decay=0.0,
+        checkpoint_every=1000,
+        sample_every=5000,
+        sample_steps=25,
+    )
+
+
+PRESETS = {"tiny": _tiny, "scratch-256": _scratch_256, "face": _face, "sd15": _sd15}
+"""Preset name -> factory of its ``TrainConfig``."""
+
+
+def get_preset(name: str) -> TrainConfig:
+    """A fresh ``TrainConfig`` for a named preset; unknown names list the valid ones."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; valid presets: {', '.join(PRESETS)}")
+    return PRESETS[name]()

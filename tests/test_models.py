@@ -1,0 +1,127 @@
+"""SGDM model tests: tiny random models on CPU."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from anchorgen.errors import ConfigError, InputError
+from anchorgen.models import (
+    StructureGuidedDiffusion,
+    count_parameters,
+    spatial_parameters,
+    temporal_parameters,
+    tiny_test_model,
+)
+from anchorgen.presets import get_preset
+
+torch.set_num_threads(1)  # tiny models: threads only add overhead on a shared CPU
+
+B, F, C, LAT, IMG = 2, 2, 12, 16, 32
+
+
+def _inputs(model: StructureGuidedDiffusion, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    noisy = torch.randn(B, F, C, LAT, LAT, generator=g)
+    timesteps = torch.tensor([3, 700])
+    conditions = torch.rand(B, F, 3, IMG, IMG, generator=g)
+    reference = torch.rand(B, 3, IMG, IMG, generator=g) * 2 - 1
+    inpaint = None
+    if model.inpainting:
+        frames = torch.rand(B, F, 3, IMG, IMG, generator=g) * 2 - 1
+        masks = (torch.rand(B, F, 1, IMG, IMG, generator=g) > 0.5).float()
+        inpaint = model.inpaint_inputs(frames, masks)
+    return noisy, timesteps, conditions, reference, inpaint
+
+
+def _perturb_zero_convs(model: StructureGuidedDiffusion) -> None:
+    """Make the structure branch non-trivial so a test of it can fail."""
+    with torch.no_grad():
+        for p in model.controlnet.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+
+
+@pytest.mark.parametrize(("temporal", "inpainting"), [(False, False), (True, False), (False, True)])
+def test_structure_branch_starts_as_noop(temporal, inpainting):
+    model = tiny_test_model(temporal, inpainting)
+    assert model.is_temporal == temporal and model.inpainting == inpainting
+    noisy, t, cond, ref, inpaint = _inputs(model)
+    with torch.no_grad():
+        tokens = model.encode_appearance(ref)
+        strong = model.predict(noisy, t, cond, tokens, conditioning_scale=2.0, inpaint=inpaint)
+        off = model.predict(noisy, t, cond, tokens, conditioning_scale=0.0, inpaint=inpaint)
+        assert strong.shape == (B, F, C, LAT, LAT)
+        assert torch.equal(strong, off)
+        _perturb_zero_convs(model)
+        assert not torch.allclose(model.predict(noisy, t, cond, tokens, 2.0, inpaint), off)
+
+
+def test_face_model_input_channels_and_inpaint_required():
+    face = tiny_test_model(temporal=False, inpainting=True)
+    assert face.unet.config.in_channels == 2 * C + 1
+    noisy, t, cond, ref, _ = _inputs(face)
+    with pytest.raises(InputError, match="inpaint"):
+        face.predict(noisy, t, cond, face.encode_appearance(ref))
+
+
+@pytest.mark.parametrize(("temporal", "inpainting"), [(True, False), (False, True)])
+def test_save_load_round_trip_is_exact(tmp_path, temporal, inpainting):
+    model = tiny_test_model(temporal, inpainting)
+    _perturb_zero_convs(model)
+    noisy, t, cond, ref, inpaint = _inputs(model)
+    model.save_pretrained(tmp_path / "m")
+    loaded = StructureGuidedDiffusion.from_pretrained(tmp_path / "m", expected=model.config).eval()
+    assert loaded.is_temporal == temporal and loaded.config == model.config
+    with torch.no_grad():
+        a = model.predict(noisy, t, cond, model.encode_appearance(ref), 1.0, inpaint)
+        b = loaded.predict(noisy, t, cond, loaded.encode_appearance(ref), 1.0, inpaint)
+    assert torch.equal(a, b)
+    assert (tmp_path / "m" / "unet" / "diffusion_pytorch_model.safetensors").is_file()
+
+
+def test_bf16_export_leaves_model_untouched(tmp_path):
+    model = tiny_test_model(temporal=False)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model.save_pretrained(tmp_path / "m", dtype=torch.bfloat16)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    loaded = StructureGuidedDiffusion.from_pretrained(tmp_path / "m", torch_dtype=torch.bfloat16)
+    assert loaded.dtype == torch.bfloat16
+
+
+def test_loading_another_preset_or_part_is_refused(tmp_path):
+    tiny_test_model(temporal=False, inpainting=True).save_pretrained(tmp_path / "face")
+    body = tiny_test_model(temporal=False).config
+    with pytest.raises(ConfigError, match="face model of preset 'tiny'"):
+        StructureGuidedDiffusion.from_pretrained(tmp_path / "face", expected=body)
+    with pytest.raises(InputError, match="not an anchorgen model directory"):
+        StructureGuidedDiffusion.from_pretrained(tmp_path)
+
+
+def test_temporal_and_spatial_parameter_groups_partition_the_denoiser():
+    model = tiny_test_model(temporal=True)
+    temporal, spatial = temporal_parameters(model), spatial_parameters(model)
+    assert temporal and spatial and not set(temporal) & set(spatial)
+    assert all("motion_modules" in n for n in temporal)
+    assert set(temporal) | set(spatial) == {n for n, _ in model.named_parameters()}
+
+
+def test_scratch_identity_fits_in_60_mb():
+    body = count_parameters(get_preset("scratch-256").model)["total"]
+    face = count_parameters(get_preset("face").model)["total"]
+    assert body > 5e6 and face > 2e6
+    assert (body + face) * 2 <= 60e6
+
+
+def test_sd15_missing_local_weights_lists_what_is_needed(tmp_path):
+    config = get_preset("sd15").model.replace(sd15_path=tmp_path / "nope")
+    with pytest.raises(ConfigError) as info:
+        StructureGuidedDiffusion.build(config)
+    message = str(info.value)
+    for needed in ("sd15_path", "clip_path", "motion_adapter_path", "never downloaded"):
+        assert needed in message
+
+
+def test_sd15_architecture_counts_match_sd15_sizes():
+    counts = count_parameters(get_preset("sd15").model)
+    assert 0.85e9 < counts["unet_spatial"] < 0.87e9  # SD1.5 UNet: 859.5 M
+    assert counts["temporal"] > 0.4e9 and counts["controlnet"] > 0.3e9
