@@ -83,7 +83,6 @@ def verify(
 
 # ---------------------------------------------------------------------------- train
 # (models/training area: anchorgen.presets, anchorgen.training.recipe)
-from typing import Annotated  # noqa: E402
 
 _TRAIN_HELP = """Train an identity model (SGDM body or face) or a stage-1 model; resumes by re-running.
 

@@ -63,6 +63,20 @@ class FaceConditions:
         return torch.from_numpy(np.stack(crops)).movedim(-1, 1).float()  # (F, 3, S, S)
 
 
+class SelectedFrames:
+    """``FrameSource`` of the frames ``frame_indices`` of another source (e.g. face-space renders)."""
+
+    def __init__(self, source: Any, frame_indices: np.ndarray):
+        self.source = as_frame_source(source)
+        self.frame_indices = frame_indices
+
+    def __len__(self) -> int:
+        return len(self.frame_indices)
+
+    def __getitem__(self, index: slice) -> torch.Tensor:
+        return torch.cat([self.source[int(i) : int(i) + 1] for i in self.frame_indices[index]])
+
+
 class FacePipeline:
     """Face enhancement over a generated video with an inpainting face SGDM.
 
@@ -84,6 +98,7 @@ class FacePipeline:
         face_points: np.ndarray,
         affines: np.ndarray | None = None,
         *,
+        face_conditions: Any = None,
         crop_size: int = 256,
         feather_px: float = 8.0,
         num_inference_steps: int = 20,
@@ -109,7 +124,10 @@ class FacePipeline:
         renders (as for ``AnchorPipeline``). ``face_points`` (N, 478, 3): face mesh per frame
         in frame pixels (from the motion, or re-detected on the generated frames); frames
         whose points are missing (NaN) pass through unchanged. ``affines`` (N, 2, 3): the
-        alignment per frame, computed from ``face_points`` when None. ``latents``: initial
+        alignment per frame, computed from ``face_points`` when None. ``face_conditions``:
+        condition renders already in face space, (N, S, S) per frame, as the face model was
+        trained on (``prepare`` renders them in face space); when None they are cut out of
+        ``conditions`` with the affines. ``latents``: initial
         noise for the M frames with a face, (M, C, h, w). Other arguments as ``AnchorPipeline``.
         """
         conditions = as_frame_source(conditions)
@@ -164,7 +182,9 @@ class FacePipeline:
             self.model,
             self.scheduler,
             face_latents,
-            FaceConditions(conditions, with_face, affines, crop_size),
+            FaceConditions(conditions, with_face, affines, crop_size)
+            if face_conditions is None
+            else SelectedFrames(face_conditions, with_face),
             tokens,
             null_tokens,
             windows=windows,

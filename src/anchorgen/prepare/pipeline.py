@@ -295,16 +295,10 @@ def _write_frames(
 ):
     """Pass 2: cropped frames, renders, mattes, face crops and masks; returns face affines."""
     from anchorgen.prepare.crop import apply_crop
-    from anchorgen.prepare.face import (
-        compose_affines,
-        face_align_affine,
-        face_mask,
-        smooth_affines,
-        warp_face,
-    )
+    from anchorgen.prepare.face import compose_affines, face_mask, warp_face
 
     num_frames = len(crop_landmarks)
-    affines = _face_affines(crop_landmarks, config.face_size, face_align_affine, smooth_affines)
+    affines = clip_face_affines(crop_landmarks, config.face_size)
     to_crop = box.affine(config.size)
     frames = video_io.iter_frames(video, fps, config.start, config.end)
     for i, frame in enumerate(
@@ -389,10 +383,10 @@ def _held_face(seq: LandmarkSequence, i: int) -> np.ndarray:
     return seq.face[nearest]
 
 
-def _face_affines(
-    seq: LandmarkSequence, face_size: int, face_align_affine, smooth_affines
-) -> np.ndarray:
+def clip_face_affines(seq: LandmarkSequence, face_size: int) -> np.ndarray:
     """(T, 2, 3) crop -> aligned face affines, held across missing faces and smoothed in time."""
+    from anchorgen.prepare.face import face_align_affine, smooth_affines
+
     affines = np.stack([face_align_affine(_held_face(seq, i), face_size) for i in range(len(seq))])
     return smooth_affines(affines, seq.fps, out_size=face_size)
 
