@@ -412,3 +412,12 @@ def test_astronaut_photo_renders_a_shaded_person():
     assert face_box[face_box > 0].mean() > 0.6 * 3 * 255 * max(render.SURFACE_COLOR)
     assert (bright[260:400, 150:300] > 0).mean() > 0.9  # chest
     assert not bright[:40, 420:].any()  # the rocket corner stays black
+
+
+def test_committed_face_mesh_table_matches_mediapipe():
+    """The table rendering reads (so it needs no MediaPipe) equals a fresh derivation."""
+    pytest.importorskip("mediapipe", reason="mediapipe not installed: cannot re-derive the mesh")
+    from anchorgen.prepare.render import derive_face_mesh
+
+    faces, mouth = derive_face_mesh()
+    assert np.array_equal(faces, face_triangles()) and np.array_equal(mouth, face_mouth_mask())

@@ -69,10 +69,19 @@ class GenerateConfig(BaseConfig):
     def __post_init__(self) -> None:
         require(self.num_inference_steps >= 1, "num_inference_steps must be >= 1")
         require(self.window_size >= 1, "window_size must be >= 1")
-        require(0 <= self.window_overlap < self.window_size, "window_overlap must be in [0, window_size)")
+        require(
+            0 <= self.window_overlap < self.window_size,
+            "window_overlap must be in [0, window_size)",
+        )
         require(self.windows_per_batch >= 1, "windows_per_batch must be >= 1")
-        require(self.scheduler in ("ddim", "dpm++"), f"scheduler must be 'ddim' or 'dpm++', got {self.scheduler!r}")
-        require(self.label_position in ("bottom-right", "bottom-left", "top-right", "top-left"), "bad label_position")
+        require(
+            self.scheduler in ("ddim", "dpm++"),
+            f"scheduler must be 'ddim' or 'dpm++', got {self.scheduler!r}",
+        )
+        require(
+            self.label_position in ("bottom-right", "bottom-left", "top-right", "top-left"),
+            "bad label_position",
+        )
         require(0 <= self.crf <= 51, "crf must be in [0, 51]")
 
 
@@ -100,12 +109,22 @@ class Identity:
 
     @property
     def size(self) -> int:
+        """Side of the body model's frames (the dataset may be prepared larger)."""
         return int(self.body.config.image_size)
 
     @property
+    def face_size(self) -> int:
+        return (
+            int(self.face.config.image_size)
+            if self.face is not None
+            else self.dataset.meta.face_size
+        )
+
+    @property
     def train_landmarks(self) -> LandmarkSequence:
+        """The identity's training landmarks in model pixels (retargeting target)."""
         split = self.dataset.split_range("train")
-        return self.dataset.landmarks.slice(split.start, split.stop)
+        return to_model_space(self.dataset.landmarks.slice(split.start, split.stop), self.size)
 
     @classmethod
     def load(
@@ -143,8 +162,47 @@ class Identity:
             face_ref = _face_of(ref, face, data)
         else:
             ref = _square_resize(data.frame(index), int(body.config.image_size))
-            face_ref = data.face_frame(index)
-        return cls(body=body, face=face, dataset=data, reference=ref, face_reference=face_ref, run_dir=body_dir)
+            face_ref = (
+                None
+                if face is None
+                else _resized(data.face_frame(index), int(face.config.image_size))
+            )
+        return cls(
+            body=body,
+            face=face,
+            dataset=data,
+            reference=ref,
+            face_reference=face_ref,
+            run_dir=body_dir,
+        )
+
+
+def to_model_space(landmarks: LandmarkSequence, size: int) -> LandmarkSequence:
+    """Scale landmarks of a square image to a ``size`` x ``size`` one."""
+    k = size / landmarks.image_size[0]
+    return (
+        landmarks
+        if k == 1
+        else landmarks.transformed(np.array([[k, 0, 0], [0, k, 0]]), (size, size))
+    )
+
+
+def rescale_face_affines(affines: np.ndarray, crop_scale: float, face_scale: float) -> np.ndarray:
+    """Crop -> face affines for a crop and face crop resized by the given factors."""
+    out = np.array(affines, np.float64)
+    out[:, :, :2] *= face_scale / crop_scale
+    out[:, :, 2] *= face_scale
+    return out
+
+
+def _resized(image: np.ndarray, size: int) -> np.ndarray:
+    import cv2
+
+    return (
+        image
+        if image.shape[0] == size
+        else cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+    )
 
 
 def _read_reference(path: str | Path) -> np.ndarray:
@@ -162,7 +220,9 @@ def _run_dataset(run_dir: Path) -> Path:
 
     config = run_dir / "config.yaml"
     if not config.is_file():
-        raise InputError(f"{run_dir} has no config.yaml; pass --dataset with the identity's prepared dataset")
+        raise InputError(
+            f"{run_dir} has no config.yaml; pass --dataset with the identity's prepared dataset"
+        )
     datasets = (yaml.safe_load(config.read_text()) or {}).get("datasets") or []
     if not datasets:
         raise InputError(f"{config} names no dataset; pass --dataset")
@@ -183,7 +243,11 @@ def _square_resize(image: np.ndarray, size: int) -> np.ndarray:
         return image
     from anchorgen.motion.sources import letterbox
 
-    return letterbox(image, size) if image.shape[0] != image.shape[1] else cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+    return (
+        letterbox(image, size)
+        if image.shape[0] != image.shape[1]
+        else cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+    )
 
 
 def _face_of(reference: np.ndarray, face_model, data: PreparedDataset) -> np.ndarray | None:
@@ -197,7 +261,8 @@ def _face_of(reference: np.ndarray, face_model, data: PreparedDataset) -> np.nda
     if not found.detected["face"][0]:
         log.warning("no face found in the reference image: face enhancement is skipped")
         return None
-    return warp_face(reference, face_align_affine(found.face[0], data.meta.face_size), data.meta.face_size)
+    size = int(face_model.config.image_size)
+    return warp_face(reference, face_align_affine(found.face[0], size), size)
 
 
 # ------------------------------------------------------------------------------ motion
@@ -257,10 +322,18 @@ def render_landmark_motion(
         raise InputError("the motion has no face in any frame")
     affines = clip_face_affines(landmarks, face_size)
     body = np.lib.format.open_memmap(workdir / "conditions.npy", "w+", np.uint8, (n, size, size, 3))
-    face = np.lib.format.open_memmap(workdir / "face_conditions.npy", "w+", np.uint8, (n, face_size, face_size, 3))
+    face = np.lib.format.open_memmap(
+        workdir / "face_conditions.npy", "w+", np.uint8, (n, face_size, face_size, 3)
+    )
     chunk = 16
     jobs = [
-        (landmarks.slice(s, min(s + chunk, n)), range(min(chunk, n - s)), affines[s : s + chunk], size, face_size)
+        (
+            landmarks.slice(s, min(s + chunk, n)),
+            range(min(chunk, n - s)),
+            affines[s : s + chunk],
+            size,
+            face_size,
+        )
         for s in range(0, n, chunk)
     ]
     workers = max(1, min(len(jobs), (os.cpu_count() or 1)))
@@ -304,13 +377,15 @@ def load_motion(
     path = Path(motion)
     if not path.exists():
         raise InputError(f"motion not found: {path}")
-    size, face_size = identity.size, identity.dataset.meta.face_size
+    size, face_size = identity.size, identity.face_size
     if path.suffix == ".npz" and path.is_file() and _is_landmark_file(path):
         kind = "landmarks"
     else:
         kind = detect_motion_kind(path)
     if kind == "dataset":
-        return _dataset_motion(PreparedDataset(path), split, size, face_size, config, identity, workdir, progress)
+        return _dataset_motion(
+            PreparedDataset(path), split, size, face_size, config, identity, workdir, progress
+        )
     if kind in ("video", "landmarks"):
         if kind == "video":
             driver = track_driver(path, size, progress)
@@ -323,7 +398,9 @@ def load_motion(
 
             driver = retarget(driver, identity.train_landmarks)
         elif driver.image_size != (size, size):
-            raise InputError(f"{path}: landmarks are in a {driver.image_size} image, the identity is {size}px")
+            raise InputError(
+                f"{path}: landmarks are in a {driver.image_size} image, the identity is {size}px"
+            )
         body, face, affines = render_landmark_motion(driver, size, face_size, workdir, progress)
         return Motion(body, driver.fps, driver.face, affines, face, audio)
     if kind in ("image_folder", "mesh_video"):
@@ -338,7 +415,9 @@ def load_motion(
         from anchorgen.prepare.render import render_mesh_frame
 
         meshes = smplx_to_mesh_sequence(path, smplx_model, size)
-        frames = (render_mesh_frame(meshes.vertices[i], meshes.faces, size) for i in range(len(meshes)))
+        frames = (
+            render_mesh_frame(meshes.vertices[i], meshes.faces, size) for i in range(len(meshes))
+        )
         return Motion(_spool(frames, workdir / "conditions.npy", len(meshes)), meshes.fps)
     raise InputError(f"unsupported motion {path} ({kind})")
 
@@ -355,7 +434,9 @@ def track_driver(video: Path, size: int, progress: bool) -> LandmarkSequence:
     from anchorgen.prepare.smoothing import smooth_sequence
 
     info = video_io.probe_video(video)
-    frames = tqdm(video_io.iter_frames(video), desc="driver landmarks", unit="frame", disable=not progress)
+    frames = tqdm(
+        video_io.iter_frames(video), desc="driver landmarks", unit="frame", disable=not progress
+    )
     raw = track_frames(frames, info.fps, (info.width, info.height), progress=False)
     if not raw.detected["pose"].any():
         raise InputError(f"{video}: no person found in the driver video")
@@ -368,11 +449,16 @@ def _dataset_motion(data, split, size, face_size, config, identity, workdir, pro
     frames = data.split_range(split)
     if len(frames) == 0:
         raise InputError(f"{data.root}: split {split!r} is empty (prepare with --holdout-seconds)")
-    if data.meta.size != size or data.meta.face_size != face_size:
-        raise InputError(f"{data.root} was prepared at {data.meta.size}px, the model renders {size}px")
     start, stop = frames.start, frames.stop
-    body = _spool((data.render(i) for i in frames), workdir / "conditions.npy", len(frames))
-    face = _spool((data.face_render(i) for i in frames), workdir / "face_conditions.npy", len(frames))
+    body = _spool(
+        (_resized(data.render(i), size) for i in frames), workdir / "conditions.npy", len(frames)
+    )
+    face = _spool(
+        (_resized(data.face_render(i), face_size) for i in frames),
+        workdir / "face_conditions.npy",
+        len(frames),
+    )
+    crop_scale, face_scale = size / data.meta.size, face_size / data.meta.face_size
     audio = None
     if data.audio_path is not None:
         wav, rate = video_io.read_wav(data.audio_path)
@@ -380,8 +466,8 @@ def _dataset_motion(data, split, size, face_size, config, identity, workdir, pro
     return Motion(
         body,
         data.meta.fps,
-        face_points=data.landmarks.face[start:stop],
-        face_affines=data.face_affines[start:stop],
+        face_points=to_model_space(data.landmarks, size).face[start:stop],
+        face_affines=rescale_face_affines(data.face_affines[start:stop], crop_scale, face_scale),
         face_conditions=face,
         audio=audio,
         ground_truth=(start, stop),
@@ -420,7 +506,9 @@ def _spool_all(frames, path: Path) -> np.ndarray:
 # -------------------------------------------------------------------------- generation
 
 
-def generate_frames(identity: Identity, motion: Motion, config: GenerateConfig, workdir: Path, progress=True):
+def generate_frames(
+    identity: Identity, motion: Motion, config: GenerateConfig, workdir: Path, progress=True
+):
     """Yield the generated video's frames (crop size, before padding removal and marking)."""
     from anchorgen.pipelines.anchor import AnchorPipeline, spool_frames
     from anchorgen.pipelines.face import FacePipeline
@@ -439,9 +527,15 @@ def generate_frames(identity: Identity, motion: Motion, config: GenerateConfig, 
     )
     pipe = AnchorPipeline(identity.body, identity.body.make_scheduler(config.scheduler))
     frames = pipe.generate_frames(
-        identity.reference, motion.conditions, generator=generator, controlnet_conditioning_scale=body_scale, **common
+        identity.reference,
+        motion.conditions,
+        generator=generator,
+        controlnet_conditioning_scale=body_scale,
+        **common,
     )
-    use_face = config.face_enhance and identity.face is not None and identity.face_reference is not None
+    use_face = (
+        config.face_enhance and identity.face is not None and identity.face_reference is not None
+    )
     if not use_face:
         if config.face_enhance and identity.face is None:
             log.warning("the identity has no face model: face enhancement skipped")
@@ -454,7 +548,9 @@ def generate_frames(identity: Identity, motion: Motion, config: GenerateConfig, 
     if face_points is None:
         from anchorgen.evaluation.metrics import detect_landmarks
 
-        found = detect_landmarks((spooled[i] for i in range(len(spooled))), motion.fps, progress=progress)
+        found = detect_landmarks(
+            (spooled[i] for i in range(len(spooled))), motion.fps, progress=progress
+        )
         face_points = np.where(found.detected["face"][:, None, None], found.face, np.nan)
         affines = None
         face_conditions = None
@@ -467,8 +563,8 @@ def generate_frames(identity: Identity, motion: Motion, config: GenerateConfig, 
         face_points,
         affines,
         face_conditions=face_conditions,
-        crop_size=identity.dataset.meta.face_size,
-        feather_px=12.0,
+        crop_size=identity.face_size,
+        feather_px=12.0 * identity.face_size / 256,
         generator=torch.Generator("cpu").manual_seed(config.seed + 1),
         controlnet_conditioning_scale=face_scale,
         **{**common, "temporal": config.temporal and identity.face.is_temporal},
@@ -477,7 +573,16 @@ def generate_frames(identity: Identity, motion: Motion, config: GenerateConfig, 
 
 def valid_region(identity: Identity) -> tuple[slice, slice]:
     """Rows and columns of the crop that show the source (padding cut), even-sized."""
-    valid = identity.dataset.valid
+    import cv2
+
+    valid = (
+        cv2.resize(
+            identity.dataset.valid.astype(np.uint8),
+            (identity.size,) * 2,
+            interpolation=cv2.INTER_NEAREST,
+        )
+        > 0
+    )
     rows = np.flatnonzero(valid.any(axis=1))
     cols = np.flatnonzero(valid.any(axis=0))
     top, bottom = int(rows[0]), int(rows[-1]) + 1
@@ -514,18 +619,25 @@ def generate(
     if not out.parent.is_dir():
         raise InputError(f"output directory does not exist: {out.parent}")
     device = resolve_device(config.device)
-    identity = Identity.load(model, face_model_dir=face_model, reference=reference, dataset=dataset, device=device)
+    identity = Identity.load(
+        model, face_model_dir=face_model, reference=reference, dataset=dataset, device=device
+    )
     tick = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="anchorgen-generate-") as scratch:
         work = Path(scratch)
-        motion_data = load_motion(motion, identity, config, work, split=split, smplx_model=smplx_model, progress=progress)
+        motion_data = load_motion(
+            motion, identity, config, work, split=split, smplx_model=smplx_model, progress=progress
+        )
         sound = motion_data.audio
         if audio is not None:
             sound = video_io.read_audio(audio)
             if sound is None:
                 raise InputError(f"{audio} has no audio stream")
         duration = len(motion_data) / motion_data.fps
-        if sound is not None and abs(len(sound) / video_io.AUDIO_RATE - duration) > 1.0 / motion_data.fps:
+        if (
+            sound is not None
+            and abs(len(sound) / video_io.AUDIO_RATE - duration) > 1.0 / motion_data.fps
+        ):
             log.warning(
                 "audio lasts %.2f s, the motion %.2f s: the audio is %s to match",
                 len(sound) / video_io.AUDIO_RATE,
@@ -544,10 +656,15 @@ def generate(
             frames_path.mkdir(parents=True, exist_ok=True)
         metadata = mp4_metadata(str(identity.run_dir))
         metadata["title"] = f"anchorgen {__version__}"
-        with torch.inference_mode(), video_io.VideoWriter(
-            out, motion_data.fps, audio=sound, metadata=metadata, crf=config.crf
-        ) as writer:
-            for i, frame in enumerate(generate_frames(identity, motion_data, config, work, progress)):
+        with (
+            torch.inference_mode(),
+            video_io.VideoWriter(
+                out, motion_data.fps, audio=sound, metadata=metadata, crf=config.crf
+            ) as writer,
+        ):
+            for i, frame in enumerate(
+                generate_frames(identity, motion_data, config, work, progress)
+            ):
                 frame = mark_frame(
                     np.ascontiguousarray(frame[rows, cols]),
                     visible_label=config.visible_label,

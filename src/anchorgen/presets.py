@@ -249,6 +249,9 @@ class TrainConfig(BaseConfig):
     """Seed for initialisation, data order, noise and dropout."""
     log_every: int = 10
     """Append a row to train_log.csv this often."""
+    time_limit_minutes: float | None = None
+    """Stop (checkpoint, export) once this much training time has passed, even before
+    ``steps``; re-running the same command continues toward ``steps``."""
 
     def __post_init__(self) -> None:
         if isinstance(self.model, dict):
@@ -270,6 +273,10 @@ class TrainConfig(BaseConfig):
         )
         require(
             self.num_workers >= 0 and self.log_every >= 1, "num_workers >= 0 and log_every >= 1"
+        )
+        require(
+            self.time_limit_minutes is None or self.time_limit_minutes > 0,
+            f"time_limit_minutes must be positive, got {self.time_limit_minutes}",
         )
         require(self.lora_rank >= 0, "lora_rank must be >= 0")
         require(

@@ -30,6 +30,7 @@ import contextlib
 import functools
 import itertools
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -205,9 +206,30 @@ def _orient_consistently(triangles: list[tuple[int, int, int]]) -> list[tuple[in
     return oriented  # type: ignore[return-value]
 
 
+FACE_MESH_TABLE = Path(__file__).with_name("face_mesh.npz")
+"""The derived triangles, committed so rendering needs no MediaPipe (e.g. on a GPU server);
+``tests/test_render.py`` checks the table against a fresh derivation."""
+
+
 @functools.cache
 def _face_mesh() -> tuple[np.ndarray, np.ndarray]:
-    """(triangles (898, 3) int64, mouth mask (898,) bool), both read-only."""
+    """(triangles (898, 3) int64, mouth mask (898,) bool), both read-only, from the table."""
+    with np.load(FACE_MESH_TABLE, allow_pickle=False) as table:
+        faces = table["triangles"].astype(np.int64)
+        is_mouth = table["mouth"].astype(bool)
+    faces.flags.writeable = False
+    is_mouth.flags.writeable = False
+    return faces, is_mouth
+
+
+def write_face_mesh_table(path: Path = FACE_MESH_TABLE) -> None:
+    """Regenerate the committed table from MediaPipe's ``FACEMESH_TESSELATION``."""
+    faces, is_mouth = derive_face_mesh()
+    np.savez_compressed(path, triangles=faces.astype(np.int16), mouth=is_mouth)
+
+
+def derive_face_mesh() -> tuple[np.ndarray, np.ndarray]:
+    """Triangles and mouth mask derived from MediaPipe's edge list (needs mediapipe)."""
     edges = _face_edges()
     neighbours: dict[int, set[int]] = collections.defaultdict(set)
     for a, b in edges:
@@ -236,10 +258,7 @@ def _face_mesh() -> tuple[np.ndarray, np.ndarray]:
     triangles = _orient_consistently(skin + eyes + mouth)
     is_mouth = np.zeros(len(triangles), bool)
     is_mouth[len(skin) + len(eyes) :] = True
-    faces = np.asarray(triangles, np.int64)
-    faces.flags.writeable = False
-    is_mouth.flags.writeable = False
-    return faces, is_mouth
+    return np.asarray(triangles, np.int64), is_mouth
 
 
 def face_triangles() -> np.ndarray:

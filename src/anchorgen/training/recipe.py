@@ -413,6 +413,10 @@ class TrainingRecipe:
                 elapsed = time.perf_counter() - started
                 bar.set_postfix(loss=f"{mean_loss:.4f}")
                 self._log_row(mean_loss, samples_seen / max(elapsed, 1e-9), elapsed)
+                if self._out_of_time(elapsed):
+                    self.save_checkpoint()
+                    self.save_samples()
+                    break
             if self.step % config.checkpoint_every == 0 or self.step == config.steps:
                 self.save_checkpoint()
             if config.sample_every and (
@@ -420,6 +424,14 @@ class TrainingRecipe:
             ):
                 self.save_samples()
         bar.close()
+
+    def _out_of_time(self, elapsed: float) -> bool:
+        """True on every rank once any rank has passed ``time_limit_minutes`` (checked at log rows)."""
+        limit = self.config.time_limit_minutes
+        if limit is None:
+            return False
+        late = torch.tensor(float(elapsed > limit * 60.0), device=self.device)
+        return bool(self.accelerator.reduce(late, reduction="sum").item() > 0)
 
     def _train_step(self, batch: dict) -> torch.Tensor:
         config, model = self.config, self.model
