@@ -352,12 +352,16 @@ def landmark_renders(
     return render_frame(frame, size), render_frame(face_space, face_size)
 
 
-def rerender(root: str | Path, progress: bool = True) -> None:
+def rerender(root: str | Path, progress: bool = True, workers: int | None = None) -> None:
     """Re-render a landmark dataset's conditions from ``landmarks.npz`` and the face affines.
 
     Renders are a pure function of the saved landmarks; this restores them after a copy that
     left them out (e.g. a transfer to a training machine) or after a renderer update.
+    Frames are rendered in ``workers`` processes (default: one per CPU).
     """
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
     from anchorgen.io.dataset import DatasetMeta
 
     root = Path(root)
@@ -366,14 +370,29 @@ def rerender(root: str | Path, progress: bool = True) -> None:
         raise InputError(
             f"{root}: conditions were given as {meta.conditions}, not rendered from landmarks"
         )
-    landmarks = LandmarkSequence.load(root / "landmarks.npz")
-    affines = np.load(root / "face_affines.npy", allow_pickle=False)
     for sub in ("renders", "face/renders"):
         (root / sub).mkdir(parents=True, exist_ok=True)
-    for i in tqdm(range(meta.num_frames), desc="renders", unit="frame", disable=not progress):
+    chunks = [range(s, min(s + 32, meta.num_frames)) for s in range(0, meta.num_frames, 32)]
+    workers = max(1, min(workers or os.cpu_count() or 1, len(chunks)))
+    bar = tqdm(total=meta.num_frames, desc="renders", unit="frame", disable=not progress)
+    with ProcessPoolExecutor(workers) as pool:
+        for done in pool.map(_rerender_chunk, [(root, chunk) for chunk in chunks]):
+            bar.update(done)
+    bar.close()
+
+
+def _rerender_chunk(args: tuple[Path, range]) -> int:
+    from anchorgen.io.dataset import DatasetMeta
+
+    root, chunk = args
+    meta = DatasetMeta.load(root)
+    landmarks = LandmarkSequence.load(root / "landmarks.npz")
+    affines = np.load(root / "face_affines.npy", allow_pickle=False)
+    for i in chunk:
         render, face_render = landmark_renders(landmarks, i, affines[i], meta.size, meta.face_size)
         write_image(root / "renders" / frame_name(i, ".png"), render)
         write_image(root / "face" / "renders" / frame_name(i, ".png"), face_render)
+    return len(chunk)
 
 
 def _held_face(seq: LandmarkSequence, i: int) -> np.ndarray:

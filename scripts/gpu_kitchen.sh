@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# GPU run behind docs/BENCHMARKS.md ("kitchen identity"): scratch-256 body + face models trained
+# on the first 16 s of the primary clip, then the held-out 4 s rendered (full, no face pass,
+# frame-wise) as raw frames for `anchorgen evaluate`-style scoring on the CPU machine.
+# Inputs (carried): .whl (diffusers), gpu_data/pack/kitchen (a prepared dataset without renders),
+# gpu_data/pack/talkshow_60s.npz. Usage: bash scripts/gpu_kitchen.sh MINUTES
+set -euo pipefail
+minutes=${1:-5.5}
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1
+mkdir -p /root/data /root/runs/kitchen
+rm -rf /root/data/kitchen && cp -r gpu_data/pack/kitchen /root/data/kitchen && cp gpu_data/pack/talkshow_60s.npz /root/data/
+python3 -c "from anchorgen.prepare.pipeline import rerender; rerender('/root/data/kitchen', progress=False)"
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+common="datasets=[/root/data/kitchen] steps=100000 time_limit_minutes=$minutes ema_decay=0.995 checkpoint_every=1000 sample_every=100000 log_every=25"
+python3 -m anchorgen train --preset scratch-256 $common output_dir=/root/runs/kitchen/body > /root/body.log 2>&1 &
+python3 -m anchorgen train --preset face $common output_dir=/root/runs/kitchen/face > /root/face.log 2>&1 &
+wait
+tail -c 300 /root/body.log; tail -c 300 /root/face.log
+python3 - <<'PY'
+import json, os, time, tempfile
+from pathlib import Path
+import numpy as np, torch
+from anchorgen.generate import GenerateConfig, Identity, generate_frames, load_motion
+out = Path(os.environ["OUT"])
+identity = Identity.load("/root/runs/kitchen", device="cuda")
+timings = {}
+for name, cfg in {"full": GenerateConfig(), "no_face": GenerateConfig(face_enhance=False),
+                  "framewise": GenerateConfig(temporal=False)}.items():
+    with tempfile.TemporaryDirectory() as work, torch.inference_mode():
+        motion = load_motion("/root/data/kitchen", identity, cfg, Path(work), progress=False)
+        torch.cuda.synchronize(); tick = time.perf_counter()
+        frames = np.stack(list(generate_frames(identity, motion, cfg, Path(work), progress=False)))
+        torch.cuda.synchronize(); timings[name] = time.perf_counter() - tick
+    np.savez_compressed(out / f"holdout_{name}.npz", frames=frames)
+timings["peak_gpu_gib"] = torch.cuda.max_memory_allocated() / 2**30
+json.dump(timings, open(out / "holdout_timings.json", "w"), indent=1)
+print(timings)
+PY
+for part in body face; do cp /root/runs/kitchen/$part/train_log.csv $OUT/${part}_train_log.csv; cp /root/runs/kitchen/$part/loss.png $OUT/${part}_loss.png || true; done
