@@ -11,7 +11,9 @@ from anchorgen.motion.audio2motion.representation import EYE_OUTER, INNER_LIP, L
 LOWER_LIP = (14, 17, 84, 87, 88, 91, 95, 146, 178, 181, 314, 317, 318, 321, 324, 375, 402, 405)
 
 
-def synthetic_speech(seconds: float, seed: int = 0, fps: float = 25.0) -> tuple[np.ndarray, np.ndarray]:
+def synthetic_speech(
+    seconds: float, seed: int = 0, fps: float = 25.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Noise syllables (~4 per second) with pauses: waveform (N,) and per-frame loudness (T,)."""
     rng = np.random.default_rng(seed)
     n = int(seconds * SAMPLE_RATE)
@@ -21,7 +23,12 @@ def synthetic_speech(seconds: float, seed: int = 0, fps: float = 25.0) -> tuple[
     gain = syllables * pauses
     wave = (0.3 * gain * rng.standard_normal(n)).astype(np.float32)
     frames = int(np.ceil(seconds * fps))
-    loud = np.array([gain[int(i * SAMPLE_RATE / fps) : int((i + 1) * SAMPLE_RATE / fps)].mean() for i in range(frames)])
+    loud = np.array(
+        [
+            gain[int(i * SAMPLE_RATE / fps) : int((i + 1) * SAMPLE_RATE / fps)].mean()
+            for i in range(frames)
+        ]
+    )
     return wave, loud
 
 
@@ -40,11 +47,14 @@ def synthetic_person(opening: np.ndarray, fps: float = 25.0, seed: int = 0) -> L
     sway = 6 * np.sin(2 * np.pi * 0.4 * time)
     frames = np.repeat(face[None], t, axis=0)
     frames[:, list(LOWER_LIP), 1] += 0.3 * opening[:, None]
-    seq.face[:] = frames * 60 + np.stack([256 + sway, np.full(t, 200), np.zeros(t)], axis=1)[:, None]
+    seq.face[:] = (
+        frames * 60 + np.stack([256 + sway, np.full(t, 200), np.zeros(t)], axis=1)[:, None]
+    )
     pose = rng.uniform(-1, 1, (33, 3)) * [150, 200, 50] + [256, 450, 0]
     pose[11], pose[12] = [356, 400, 0], [156, 400, 0]
     seq.pose[:] = pose + np.stack([sway, np.zeros(t), np.zeros(t)], axis=1)[:, None]
     seq.pose_world[:] = 0.0
+    seq.pose_visibility[:] = 1.0
     hand = rng.uniform(-20, 20, (21, 3))
     wave = 40 * np.sin(2 * np.pi * 0.7 * time)
     seq.left_hand[:] = hand + np.stack([380 + wave, 600 - wave, np.zeros(t)], axis=1)[:, None]

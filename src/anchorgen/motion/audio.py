@@ -40,7 +40,9 @@ def iter_speech_chunks(path: str | Path, chunk_seconds: float = 30.0) -> Iterato
     try:
         container = av.open(str(path))
     except (av.error.FFmpegError, OSError) as exc:
-        raise InputError(f"cannot open {path} as audio/video (corrupt or unsupported file): {exc}") from exc
+        raise InputError(
+            f"cannot open {path} as audio/video (corrupt or unsupported file): {exc}"
+        ) from exc
     with container:
         if not container.streams.audio:
             raise InputError(f"{path} has no audio stream; give a file with speech audio")
@@ -78,7 +80,7 @@ def load_speech(path: str | Path) -> np.ndarray:
 
 def num_video_frames(num_samples: int, fps: float) -> int:
     """Frames needed to cover ``num_samples`` at ``fps`` (the last one may be partial)."""
-    return int(math.ceil(num_samples * fps / SAMPLE_RATE - 1e-9))
+    return math.ceil(num_samples * fps / SAMPLE_RATE - 1e-9)
 
 
 def frame_sample_bounds(num_frames: int, fps: float) -> np.ndarray:
@@ -86,7 +88,9 @@ def frame_sample_bounds(num_frames: int, fps: float) -> np.ndarray:
     return np.floor(np.arange(num_frames + 1) * SAMPLE_RATE / fps + 1e-9).astype(np.int64)
 
 
-def mel_filterbank(n_mels: int = N_MELS, n_fft: int = N_FFT, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
+def mel_filterbank(
+    n_mels: int = N_MELS, n_fft: int = N_FFT, sample_rate: int = SAMPLE_RATE
+) -> torch.Tensor:
     """(n_fft // 2 + 1, n_mels) triangular filters on the HTK mel scale, 0 Hz .. Nyquist."""
 
     def hz_to_mel(hz: np.ndarray) -> np.ndarray:
@@ -96,12 +100,14 @@ def mel_filterbank(n_mels: int = N_MELS, n_fft: int = N_FFT, sample_rate: int = 
         return 700.0 * (10.0 ** (mel / 2595.0) - 1.0)
 
     freqs = np.linspace(0.0, sample_rate / 2, n_fft // 2 + 1)
-    edges = mel_to_hz(np.linspace(hz_to_mel(np.array(0.0)), hz_to_mel(np.array(sample_rate / 2)), n_mels + 2))
+    edges = mel_to_hz(
+        np.linspace(hz_to_mel(np.array(0.0)), hz_to_mel(np.array(sample_rate / 2)), n_mels + 2)
+    )
     lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]  # (M, 1)
     rising = (freqs[None] - lower) / (centre - lower)
     falling = (upper - freqs[None]) / (upper - centre)
     weights = np.clip(np.minimum(rising, falling), 0.0, None)  # (M, F)
-    weights *= (2.0 / (upper - lower))  # slaney-style area normalisation
+    weights *= 2.0 / (upper - lower)  # slaney-style area normalisation
     return torch.from_numpy(weights.T.astype(np.float32))
 
 
@@ -144,7 +150,9 @@ def log_mel_frames(waveform: np.ndarray, fps: float, num_frames: int | None = No
     return torch.log(summed / counts[:, None] + LOG_FLOOR)
 
 
-def stack_context(features: torch.Tensor, context: int, pad_value: torch.Tensor | float) -> torch.Tensor:
+def stack_context(
+    features: torch.Tensor, context: int, pad_value: torch.Tensor | float
+) -> torch.Tensor:
     """(T, C) -> (T, 2m+1, C): frame t gets frames t-m .. t+m (EMO's A_gen); edges padded."""
     t, c = features.shape
     pad = torch.empty(context, c).copy_(torch.as_tensor(pad_value).expand(context, c))
@@ -176,7 +184,9 @@ def frame_features(
     return stack_context(feats, context, math.log(LOG_FLOOR))
 
 
-def speech_envelope(waveform: np.ndarray, fps: float, num_frames: int | None = None, smooth: int = 3) -> np.ndarray:
+def speech_envelope(
+    waveform: np.ndarray, fps: float, num_frames: int | None = None, smooth: int = 3
+) -> np.ndarray:
     """(T,) RMS energy of each frame's own samples, box-smoothed over ``smooth`` frames."""
     waveform = np.asarray(waveform, np.float64).reshape(-1)
     t = num_video_frames(waveform.size, fps) if num_frames is None else int(num_frames)
@@ -187,7 +197,9 @@ def speech_envelope(waveform: np.ndarray, fps: float, num_frames: int | None = N
     energy = (sq[bounds[1:]] - sq[bounds[:-1]]) / np.maximum(bounds[1:] - bounds[:-1], 1)
     rms = np.sqrt(energy)
     if smooth > 1:
-        rms = np.convolve(np.pad(rms, smooth // 2, mode="edge"), np.ones(smooth) / smooth, mode="valid")[:t]
+        rms = np.convolve(
+            np.pad(rms, smooth // 2, mode="edge"), np.ones(smooth) / smooth, mode="valid"
+        )[:t]
     return rms.astype(np.float32)
 
 
@@ -203,7 +215,9 @@ class Wav2Vec2Features:
 
         path = Path(path)
         if not path.is_dir():
-            raise InputError(f"wav2vec2 checkpoint directory not found: {path} (it is never downloaded)")
+            raise InputError(
+                f"wav2vec2 checkpoint directory not found: {path} (it is never downloaded)"
+            )
         try:
             self.model = Wav2Vec2Model.from_pretrained(str(path), local_files_only=True).eval()
         except (OSError, ValueError) as exc:
@@ -212,7 +226,9 @@ class Wav2Vec2Features:
         self.dim = int(self.model.config.hidden_size)
 
     @torch.no_grad()
-    def __call__(self, waveform: np.ndarray, fps: float, num_frames: int | None = None) -> torch.Tensor:
+    def __call__(
+        self, waveform: np.ndarray, fps: float, num_frames: int | None = None
+    ) -> torch.Tensor:
         """(N,) 16 kHz waveform -> (T, hidden) features per video frame."""
         t = num_video_frames(waveform.size, fps) if num_frames is None else int(num_frames)
         wave = torch.from_numpy(waveform)

@@ -15,9 +15,19 @@ from anchorgen.motion.audio2motion.evaluate import (
     mouth_curve_correlation,
 )
 from anchorgen.motion.audio2motion.model import Audio2Motion
-from anchorgen.motion.audio2motion.representation import decode, encode, identity_frame, mouth_opening
+from anchorgen.motion.audio2motion.representation import (
+    decode,
+    encode,
+    identity_frame,
+    mouth_opening,
+)
 from anchorgen.motion.audio2motion.sample import generate_motion, window_starts
-from anchorgen.motion.audio2motion.train import PRESETS, Audio2MotionConfig, load_run, train_audio2motion
+from anchorgen.motion.audio2motion.train import (
+    PRESETS,
+    Audio2MotionConfig,
+    load_run,
+    train_audio2motion,
+)
 
 __all__ = [
     "PRESETS",

@@ -36,7 +36,9 @@ def lagged_correlation(a: np.ndarray, b: np.ndarray, max_lag: int = 2) -> tuple[
     return (float("nan"), 0) if not np.isfinite(best[0]) else best
 
 
-def lip_sync_score(seq: LandmarkSequence, waveform: np.ndarray, max_lag: int = 2) -> dict[str, float]:
+def lip_sync_score(
+    seq: LandmarkSequence, waveform: np.ndarray, max_lag: int = 2
+) -> dict[str, float]:
     """Correlation of mouth opening with the speech envelope (lag in frames, + = mouth later)."""
     envelope = speech_envelope(waveform, seq.fps, len(seq), smooth=3)
     r, lag = lagged_correlation(envelope, mouth_opening(seq), max_lag)
@@ -48,7 +50,9 @@ def motion_diversity(sequences: list[LandmarkSequence]) -> float:
 
     def flat(seq: LandmarkSequence) -> np.ndarray:
         width = np.nanmean(_shoulder_frame(seq.pose.astype(np.float64))[1])
-        pts = np.concatenate([seq.face, seq.pose[:, 11:23], seq.left_hand, seq.right_hand], axis=1)[..., :2]
+        pts = np.concatenate([seq.face, seq.pose[:, 11:23], seq.left_hand, seq.right_hand], axis=1)[
+            ..., :2
+        ]
         return pts.astype(np.float64) / width
 
     flats = [flat(s) for s in sequences]
@@ -92,8 +96,12 @@ def gesture_distance(generated: LandmarkSequence, real: LandmarkSequence) -> dic
         "wrist_speed_w1": float(wasserstein_distance(g["wrist_speed"], r["wrist_speed"]))
         if len(g["wrist_speed"]) and len(r["wrist_speed"])
         else float("nan"),
-        "wrist_speed_mean_gen": float(np.mean(g["wrist_speed"])) if len(g["wrist_speed"]) else float("nan"),
-        "wrist_speed_mean_real": float(np.mean(r["wrist_speed"])) if len(r["wrist_speed"]) else float("nan"),
+        "wrist_speed_mean_gen": float(np.mean(g["wrist_speed"]))
+        if len(g["wrist_speed"])
+        else float("nan"),
+        "wrist_speed_mean_real": float(np.mean(r["wrist_speed"]))
+        if len(r["wrist_speed"])
+        else float("nan"),
     }
     for key in ("head_roll_std", "head_yaw_proxy_std", "head_x_std"):
         out[f"{key}_gen"] = float(g[key])
@@ -101,7 +109,111 @@ def gesture_distance(generated: LandmarkSequence, real: LandmarkSequence) -> dic
     return out
 
 
-def mouth_curve_correlation(generated: LandmarkSequence, real: LandmarkSequence, max_lag: int = 2) -> float:
+def mouth_curve_correlation(
+    generated: LandmarkSequence, real: LandmarkSequence, max_lag: int = 2
+) -> float:
     """Max-lag Pearson r between generated and real mouth-opening curves (held-out check)."""
     n = min(len(generated), len(real))
     return lagged_correlation(mouth_opening(real)[:n], mouth_opening(generated)[:n], max_lag)[0]
+
+
+def evaluate_audio2motion(
+    model,
+    identity: LandmarkSequence,
+    heldout: LandmarkSequence,
+    heldout_waveform: np.ndarray,
+    drivers: dict[str, np.ndarray],
+    real_clip: tuple[LandmarkSequence, np.ndarray] | None = None,
+    seeds: tuple[int, ...] = (0, 1, 2),
+    num_inference_steps: int = 25,
+    guidance_scale: float = 2.0,
+) -> dict:
+    """All the numbers of the audio-to-motion benchmark.
+
+    identity: the identity's training landmarks; heldout / heldout_waveform: held-out frames
+    of the identity and their speech; drivers: name -> unseen speech waveform; real_clip:
+    the identity's whole clip and speech (for the real lip-sync reference).
+    """
+    import torch
+
+    from anchorgen.motion.audio2motion.sample import motion_from_features, speech_inputs
+
+    fps = identity.fps
+    results: dict = {
+        "seeds": list(seeds),
+        "num_inference_steps": num_inference_steps,
+        "guidance_scale": guidance_scale,
+    }
+    if real_clip is not None:
+        results["real_clip"] = lip_sync_score(real_clip[0], real_clip[1])
+    results["real_heldout"] = lip_sync_score(heldout, heldout_waveform)
+    for name, waveform in drivers.items():
+        features, n, gate = speech_inputs(model, waveform, fps)
+        seqs = [
+            motion_from_features(
+                model,
+                features,
+                n,
+                identity,
+                fps,
+                gate,
+                s,
+                num_inference_steps,
+                guidance_scale,
+                False,
+            )
+            for s in seeds
+        ]
+        raw = [
+            motion_from_features(
+                model,
+                features,
+                n,
+                identity,
+                fps,
+                None,
+                s,
+                num_inference_steps,
+                guidance_scale,
+                False,
+            )
+            for s in seeds
+        ]
+        gestures = [gesture_distance(s, identity) for s in seqs]
+        results[name] = {
+            "lip_envelope_corr": float(
+                np.mean([lip_sync_score(s, waveform)["lip_envelope_corr"] for s in seqs])
+            ),
+            "lip_envelope_corr_no_gate": float(
+                np.mean([lip_sync_score(s, waveform)["lip_envelope_corr"] for s in raw])
+            ),
+            "diversity": motion_diversity(seqs),
+            "gesture": {k: float(np.nanmean([g[k] for g in gestures])) for k in gestures[0]},
+        }
+    features, n, gate = speech_inputs(model, heldout_waveform, fps)
+    n = min(n, len(heldout))
+    gate = gate[:n]
+    rng = np.random.default_rng(0)
+    perm = torch.from_numpy(rng.permutation(n))
+    shuffled = features.clone()
+    shuffled[:n] = features[:n][perm]
+    held: dict[str, list[float]] = {
+        "audio": [],
+        "audio_no_gate": [],
+        "shuffled": [],
+        "shuffled_no_gate": [],
+    }
+    for s in seeds:
+        for key, feats, g in (
+            ("audio", features, gate),
+            ("audio_no_gate", features, None),
+            ("shuffled", shuffled, gate[perm.numpy()]),
+            ("shuffled_no_gate", shuffled, None),
+        ):
+            seq = motion_from_features(
+                model, feats, n, identity, fps, g, s, num_inference_steps, guidance_scale, False
+            )
+            held[key].append(mouth_curve_correlation(seq, heldout.slice(0, n)))
+    results["heldout_mouth_corr"] = {k: float(np.mean(v)) for k, v in held.items()}
+    results["heldout_mouth_corr_per_seed"] = held
+    return results

@@ -62,13 +62,23 @@ class Audio2Motion(ModelMixin, ConfigMixin):
         self.motion_in = nn.Linear(motion_dim, d_model)
         self.context_in = nn.Linear(2 * motion_dim, d_model)
         self.audio_in = nn.Sequential(
-            nn.Linear((2 * audio_context + 1) * audio_dim, d_model), nn.GELU(), nn.Linear(d_model, d_model)
+            nn.Linear((2 * audio_context + 1) * audio_dim, d_model),
+            nn.GELU(),
+            nn.Linear(d_model, d_model),
         )
         self.null_audio = nn.Parameter(torch.zeros(d_model))
         self.position = nn.Parameter(torch.randn(window, d_model) * 0.02)
-        self.time_mlp = nn.Sequential(nn.Linear(d_model, d_model), nn.SiLU(), nn.Linear(d_model, d_model))
+        self.time_mlp = nn.Sequential(
+            nn.Linear(d_model, d_model), nn.SiLU(), nn.Linear(d_model, d_model)
+        )
         layer = nn.TransformerEncoderLayer(
-            d_model, num_heads, 4 * d_model, dropout, activation="gelu", batch_first=True, norm_first=True
+            d_model,
+            num_heads,
+            4 * d_model,
+            dropout,
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,
         )
         self.encoder = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(d_model)
@@ -99,10 +109,12 @@ class Audio2Motion(ModelMixin, ConfigMixin):
         audio_keep: (B,) bool, False drops the speech (classifier-free guidance).
         Returns (B, L, D) x_0 estimate.
         """
-        b, length, _ = noisy.shape
+        length = noisy.shape[1]
         h_audio = self.audio_in(audio)  # (B, L, d)
         if audio_keep is not None:
-            h_audio = torch.where(audio_keep[:, None, None], h_audio, self.null_audio.expand_as(h_audio))
+            h_audio = torch.where(
+                audio_keep[:, None, None], h_audio, self.null_audio.expand_as(h_audio)
+            )
         h = (
             self.motion_in(noisy)
             + self.context_in(torch.cat([context * context_mask, context_mask], dim=-1))

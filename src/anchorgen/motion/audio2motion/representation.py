@@ -28,9 +28,48 @@ import numpy as np
 from anchorgen.errors import InputError
 from anchorgen.landmarks import PARTS, LandmarkSequence
 
-LIPS = (0, 13, 14, 17, 37, 39, 40, 61, 78, 80, 81, 82, 84, 87, 88, 91, 95, 146, 178, 181,
-        185, 191, 267, 269, 270, 291, 308, 310, 311, 312, 314, 317, 318, 321, 324, 375, 402,
-        405, 409, 415)  # fmt: skip
+LIPS = (
+    0,
+    13,
+    14,
+    17,
+    37,
+    39,
+    40,
+    61,
+    78,
+    80,
+    81,
+    82,
+    84,
+    87,
+    88,
+    91,
+    95,
+    146,
+    178,
+    181,
+    185,
+    191,
+    267,
+    269,
+    270,
+    291,
+    308,
+    310,
+    311,
+    312,
+    314,
+    317,
+    318,
+    321,
+    324,
+    375,
+    402,
+    405,
+    409,
+    415,
+)
 JAW = (58, 172, 136, 150, 149, 176, 148, 152, 377, 400, 378, 379, 365, 397, 288)
 EYES = (33, 133, 159, 145, 160, 144, 158, 153, 263, 362, 386, 374, 387, 373, 385, 380)
 BROWS = (46, 52, 53, 55, 63, 65, 66, 70, 105, 107, 276, 282, 283, 285, 293, 295, 296, 300, 334, 336)
@@ -135,17 +174,25 @@ def encode(seq: LandmarkSequence) -> MotionClip:
     face = seq.face.astype(np.float64)
     local = face_local(np.where(face_ok[:, None, None], face, face[face_ok][:1]))
     mean_face = local[face_ok].mean(0)
-    values[:, LAYOUT["face"]] = (local[:, FACE_POINTS] - mean_face[list(FACE_POINTS)]).reshape(t, -1)
+    values[:, LAYOUT["face"]] = (local[:, FACE_POINTS] - mean_face[list(FACE_POINTS)]).reshape(
+        t, -1
+    )
     mask[face_ok, LAYOUT["face"]] = True
 
     pose = seq.pose.astype(np.float64)
     centre, width = _shoulder_frame(pose)
-    pose_ok &= width > 1e-3
+    pose_ok &= (width > 1e-3) & (seq.pose_visibility[:, list(SHOULDERS)].min(axis=1) > 0.5)
     mean_centre = _nanmean(np.where(pose_ok[:, None], centre, np.nan))
     mean_width = float(_nanmean(np.where(pose_ok, width, np.nan)[:, None])[0])
     fc, fs, froll = _face_frame(face)
     head = np.stack(
-        [(fc[:, 0] - centre[:, 0]) / width, (fc[:, 1] - centre[:, 1]) / width, np.log(fs / width), froll], axis=1
+        [
+            (fc[:, 0] - centre[:, 0]) / width,
+            (fc[:, 1] - centre[:, 1]) / width,
+            np.log(fs / width),
+            froll,
+        ],
+        axis=1,
     )
     head_ok = face_ok & pose_ok
     mean_head = _nanmean(np.where(head_ok[:, None], head, np.nan))
@@ -153,10 +200,13 @@ def encode(seq: LandmarkSequence) -> MotionClip:
     mask[head_ok, LAYOUT["head"]] = True
 
     sway = np.concatenate(
-        [(centre[:, :2] - mean_centre[:2]) / mean_width, np.log(width / mean_width)[:, None]], axis=1
+        [(centre[:, :2] - mean_centre[:2]) / mean_width, np.log(width / mean_width)[:, None]],
+        axis=1,
     )
     body = ((pose[:, BODY_POINTS] - centre[:, None]) / width[:, None, None]).reshape(t, -1)
-    values[:, LAYOUT["body"]] = np.where(pose_ok[:, None], np.concatenate([sway, body], axis=1), 0.0)
+    values[:, LAYOUT["body"]] = np.where(
+        pose_ok[:, None], np.concatenate([sway, body], axis=1), 0.0
+    )
     mask[pose_ok, LAYOUT["body"]] = True
 
     for part in ("left_hand", "right_hand"):
@@ -170,7 +220,9 @@ def encode(seq: LandmarkSequence) -> MotionClip:
         mask[pose_ok, sl.stop - 1] = True  # absence is measured only when the body is seen
 
     values = np.where(mask & np.isfinite(values), values, 0.0)
-    return MotionClip(values.astype(np.float32), mask, mean_face, mean_head, mean_centre, mean_width)
+    return MotionClip(
+        values.astype(np.float32), mask, mean_face, mean_head, mean_centre, mean_width
+    )
 
 
 @dataclasses.dataclass
@@ -207,17 +259,29 @@ def identity_frame(seq: LandmarkSequence) -> IdentityFrame:
     """Everything ``decode`` needs from the identity's own training landmarks."""
     clip = encode(seq)
     if not np.isfinite(clip.mean_shoulder_centre).all():
-        raise InputError("the identity's landmarks show no shoulders; audio-to-motion places the body by them")
+        raise InputError(
+            "the identity's landmarks show no shoulders; audio-to-motion places the body by them"
+        )
     pose = seq.pose.astype(np.float64)
     centre, width = _shoulder_frame(pose)
-    ok = seq.present["pose"] & (width > 1e-3)
-    rest = _nanmean(np.where(ok[:, None, None], (pose - centre[:, None]) / width[:, None, None], np.nan))
+    ok = (
+        seq.present["pose"]
+        & (width > 1e-3)
+        & (seq.pose_visibility[:, list(SHOULDERS)].min(axis=1) > 0.5)
+    )
+    rest = _nanmean(
+        np.where(ok[:, None, None], (pose - centre[:, None]) / width[:, None, None], np.nan)
+    )
     face = seq.face.astype(np.float64)
     fok = seq.present["face"] & np.isfinite(face).all(axis=(1, 2))
     fc, fs, froll = _face_frame(face)
     head_pts = pose[:, :11] - fc[:, None]
     head_local = np.concatenate(
-        [_rotate(head_pts[..., :2], -froll) / fs[:, None, None], head_pts[..., 2:] / fs[:, None, None]], axis=-1
+        [
+            _rotate(head_pts[..., :2], -froll) / fs[:, None, None],
+            head_pts[..., 2:] / fs[:, None, None],
+        ],
+        axis=-1,
     )
     both = ok & fok
     return IdentityFrame(
@@ -253,7 +317,12 @@ def decode(values: np.ndarray, ident: IdentityFrame) -> LandmarkSequence:
 
     head = values[:, LAYOUT["head"]] + clip.mean_head
     face_centre = np.stack(
-        [centre[:, 0] + head[:, 0] * width, centre[:, 1] + head[:, 1] * width, np.full(t, ident.face_z_offset)], axis=1
+        [
+            centre[:, 0] + head[:, 0] * width,
+            centre[:, 1] + head[:, 1] * width,
+            np.full(t, ident.face_z_offset),
+        ],
+        axis=1,
     )
     face_scale = width * np.exp(head[:, 2])
     roll = head[:, 3]
@@ -262,7 +331,10 @@ def decode(values: np.ndarray, ident: IdentityFrame) -> LandmarkSequence:
 
     def from_face(q: np.ndarray) -> np.ndarray:  # (T, N, 3) face-local -> pixels
         xy = _rotate(q[..., :2], roll) * face_scale[:, None, None]
-        return np.concatenate([xy, q[..., 2:] * face_scale[:, None, None]], axis=-1) + face_centre[:, None]
+        return (
+            np.concatenate([xy, q[..., 2:] * face_scale[:, None, None]], axis=-1)
+            + face_centre[:, None]
+        )
 
     pose = from_shoulders(pose_rel)
     pose[:, :11] = from_face(np.repeat(ident.pose_face_local[None], t, axis=0))

@@ -17,7 +17,12 @@ from anchorgen.errors import InputError
 from anchorgen.landmarks import LandmarkSequence
 from anchorgen.motion.audio import frame_features, load_speech, num_video_frames, speech_envelope
 from anchorgen.motion.audio2motion.model import Audio2Motion
-from anchorgen.motion.audio2motion.representation import decode, identity_frame, mouth_dims, mouth_opening
+from anchorgen.motion.audio2motion.representation import (
+    decode,
+    identity_frame,
+    mouth_dims,
+    mouth_opening,
+)
 
 
 def window_starts(num_frames: int, window: int, context_frames: int) -> list[int]:
@@ -33,7 +38,9 @@ def window_starts(num_frames: int, window: int, context_frames: int) -> list[int
 
 def ddim_timesteps(num_train_timesteps: int, num_steps: int) -> list[int]:
     """Descending, evenly spaced training timesteps for ``num_steps`` DDIM steps."""
-    return sorted({int(round(v)) for v in np.linspace(num_train_timesteps - 1, 0, num_steps)}, reverse=True)
+    return sorted(
+        {round(float(v)) for v in np.linspace(num_train_timesteps - 1, 0, num_steps)}, reverse=True
+    )
 
 
 @torch.no_grad()
@@ -52,19 +59,22 @@ def sample_window(
     Returns (B, L, D) normalised motion.
     """
     ab = model.alphas_cumprod
-    x = torch.randn(context.shape, generator=generator)
+    device = ab.device
+    x = torch.randn(context.shape, generator=generator).to(
+        device
+    )  # CPU generator: same on any device
     steps = ddim_timesteps(len(ab), num_inference_steps)
     b = x.shape[0]
-    keep_all = torch.ones(b, dtype=torch.bool)
+    keep_all = torch.ones(b, dtype=torch.bool, device=device)
     for i, t in enumerate(steps):
-        tt = torch.full((b,), t, dtype=torch.long)
+        tt = torch.full((b,), t, dtype=torch.long, device=device)
         x0 = model(x, tt, audio, context, context_mask, keep_all)
         if guidance_scale != 1.0:
             x0_free = model(x, tt, audio, context, context_mask, ~keep_all)
             x0 = x0_free + guidance_scale * (x0 - x0_free)
         x0 = torch.where(context_mask > 0, context, x0)  # inpaint the carried frames
         eps = (x - ab[t].sqrt() * x0) / (1 - ab[t]).sqrt()
-        ab_prev = ab[steps[i + 1]] if i + 1 < len(steps) else torch.tensor(1.0)
+        ab_prev = ab[steps[i + 1]] if i + 1 < len(steps) else torch.ones((), device=device)
         x = ab_prev.sqrt() * x0 + (1 - ab_prev).sqrt() * eps
     return x
 
@@ -91,20 +101,29 @@ def generate_normalised(
     padded_len = starts[-1] + length
     if features.shape[0] != padded_len:
         raise ValueError(f"features cover {features.shape[0]} frames, expected {padded_len}")
-    audio = model.normalise_audio(features)  # (T', (2m+1) * C)
-    out = torch.zeros(padded_len, cfg.motion_dim)
+    device = model.alphas_cumprod.device
+    audio = model.normalise_audio(features.to(device))  # (T', (2m+1) * C)
+    out = torch.zeros(padded_len, cfg.motion_dim, device=device)
     generator = torch.Generator().manual_seed(int(seed))
-    for k, start in enumerate(tqdm(starts, desc="audio2motion", unit="window", disable=not progress)):
-        context = torch.zeros(1, length, cfg.motion_dim)
+    for k, start in enumerate(
+        tqdm(starts, desc="audio2motion", unit="window", disable=not progress)
+    ):
+        context = torch.zeros(1, length, cfg.motion_dim, device=device)
         mask = torch.zeros_like(context)
         if k > 0:
             context[0, :n] = out[start : start + n]
             mask[0, :n] = 1.0
         window = sample_window(
-            model, audio[None, start : start + length], context, mask, generator, num_inference_steps, guidance_scale
+            model,
+            audio[None, start : start + length],
+            context,
+            mask,
+            generator,
+            num_inference_steps,
+            guidance_scale,
         )
         out[start : start + length] = window[0]
-    return out[:num_frames]
+    return out[:num_frames].cpu()
 
 
 def _closed_mouth(ident_values: np.ndarray, openings: np.ndarray) -> np.ndarray:
@@ -126,6 +145,55 @@ def voice_activity(waveform: np.ndarray, fps: float, num_frames: int) -> np.ndar
     padded = np.pad(gate, 2, mode="edge")
     gate = np.max(np.stack([padded[k : k + num_frames] for k in range(5)]), axis=0)
     return np.convolve(np.pad(gate, 1, mode="edge"), np.ones(3) / 3, mode="valid")
+
+
+def motion_from_features(
+    model: Audio2Motion,
+    features: torch.Tensor,
+    num_frames: int,
+    identity: LandmarkSequence,
+    fps: float,
+    gate: np.ndarray | None,
+    seed: int = 0,
+    num_inference_steps: int = 25,
+    guidance_scale: float = 2.0,
+    progress: bool = True,
+) -> LandmarkSequence:
+    """Padded (T', 2m+1, C) features -> LandmarkSequence of ``num_frames`` frames.
+
+    ``gate`` (T,) in [0, 1] blends the mouth dims to the identity's closed mouth where it
+    is 0 (silence); None leaves the model's mouth untouched.
+    """
+    normalised = generate_normalised(
+        model, features, num_frames, seed, num_inference_steps, guidance_scale, progress
+    )
+    values = (
+        (normalised * model.motion_std.cpu() + model.motion_mean.cpu()).numpy().astype(np.float64)
+    )
+    ident = identity_frame(identity)
+    if gate is not None:
+        dims = mouth_dims()
+        closed = _closed_mouth(ident.clip.values, mouth_opening(identity))
+        values[:, dims] = gate[:, None] * values[:, dims] + (1 - gate[:, None]) * closed
+    seq = decode(values, ident)
+    seq.fps = fps
+    return seq
+
+
+def speech_inputs(
+    model: Audio2Motion, waveform: np.ndarray, fps: float
+) -> tuple[torch.Tensor, int, np.ndarray]:
+    """Waveform -> (padded features, number of frames, voice-activity gate)."""
+    num_frames = num_video_frames(waveform.size, fps)
+    starts = window_starts(num_frames, model.config.window, model.config.context_frames)
+    features = frame_features(
+        waveform, fps, model.config.audio_context, starts[-1] + model.config.window
+    )
+    if features.shape[-1] != model.config.audio_dim:
+        raise InputError(
+            f"the model expects {model.config.audio_dim}-dim speech features, got {features.shape[-1]}"
+        )
+    return features, num_frames, voice_activity(waveform, fps, num_frames)
 
 
 def generate_motion(
@@ -151,22 +219,16 @@ def generate_motion(
         if waveform.size == 0:
             raise InputError("empty waveform")
     fps = float(identity.fps if fps is None else fps)
-    num_frames = num_video_frames(waveform.size, fps)
-    starts = window_starts(num_frames, model.config.window, model.config.context_frames)
-    features = frame_features(waveform, fps, model.config.audio_context, starts[-1] + model.config.window)
-    if features.shape[-1] != model.config.audio_dim:
-        raise InputError(
-            f"the model expects {model.config.audio_dim}-dim speech features, got {features.shape[-1]}"
-        )
-    normalised = generate_normalised(model, features, num_frames, seed, num_inference_steps, guidance_scale, progress)
-    values = (normalised * model.motion_std + model.motion_mean).numpy().astype(np.float64)
-
-    ident = identity_frame(identity)
-    gate = voice_activity(waveform, fps, values.shape[0])[:, None]
-    dims = mouth_dims()
-    closed = _closed_mouth(ident.clip.values, mouth_opening(identity))
-    values[:, dims] = gate * values[:, dims] + (1 - gate) * closed
-    seq = decode(values, ident)
-    seq.fps = fps
-    return seq
-
+    features, num_frames, gate = speech_inputs(model, waveform, fps)
+    return motion_from_features(
+        model,
+        features,
+        num_frames,
+        identity,
+        fps,
+        gate,
+        seed,
+        num_inference_steps,
+        guidance_scale,
+        progress,
+    )
