@@ -47,6 +47,7 @@ def motion(
         2.0, "--guidance", help="Classifier-free guidance scale on the speech."
     ),
     fps: float = typer.Option(0.0, "--fps", help="Frame rate of the motion (0: the identity's)."),
+    smooth: float = typer.Option(2.0, "--smooth", help="Temporal smoothing (Gaussian std, frames)."),
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Replace an existing output directory."
     ),
@@ -66,6 +67,7 @@ def motion(
         seed=seed,
         num_inference_steps=steps,
         guidance_scale=guidance,
+        smooth_frames=smooth,
     )
     with atomic_directory(out, overwrite=overwrite) as tmp:
         seq.save(tmp / "landmarks.npz")
@@ -75,6 +77,7 @@ def motion(
             "seed": seed,
             "steps": steps,
             "guidance": guidance,
+            "smooth": smooth,
         }
         (tmp / "motion.json").write_text(
             json.dumps({**meta, "frames": len(seq), "fps": seq.fps}, indent=1)

@@ -127,6 +127,7 @@ def evaluate_audio2motion(
     seeds: tuple[int, ...] = (0, 1, 2),
     num_inference_steps: int = 25,
     guidance_scale: float = 2.0,
+    smooth_frames: float = 2.0,
 ) -> dict:
     """All the numbers of the audio-to-motion benchmark.
 
@@ -140,6 +141,7 @@ def evaluate_audio2motion(
 
     fps = identity.fps
     results: dict = {
+        "smooth_frames": smooth_frames,
         "seeds": list(seeds),
         "num_inference_steps": num_inference_steps,
         "guidance_scale": guidance_scale,
@@ -147,38 +149,26 @@ def evaluate_audio2motion(
     if real_clip is not None:
         results["real_clip"] = lip_sync_score(real_clip[0], real_clip[1])
     results["real_heldout"] = lip_sync_score(heldout, heldout_waveform)
+
+    def run(features, n: int, gate: np.ndarray | None, seed: int) -> LandmarkSequence:
+        return motion_from_features(
+            model,
+            features,
+            n,
+            identity,
+            fps,
+            gate,
+            seed,
+            num_inference_steps,
+            guidance_scale,
+            progress=False,
+            smooth_frames=smooth_frames,
+        )
+
     for name, waveform in drivers.items():
         features, n, gate = speech_inputs(model, waveform, fps)
-        seqs = [
-            motion_from_features(
-                model,
-                features,
-                n,
-                identity,
-                fps,
-                gate,
-                s,
-                num_inference_steps,
-                guidance_scale,
-                False,
-            )
-            for s in seeds
-        ]
-        raw = [
-            motion_from_features(
-                model,
-                features,
-                n,
-                identity,
-                fps,
-                None,
-                s,
-                num_inference_steps,
-                guidance_scale,
-                False,
-            )
-            for s in seeds
-        ]
+        seqs = [run(features, n, gate, s) for s in seeds]
+        raw = [run(features, n, None, s) for s in seeds]
         gestures = [gesture_distance(s, identity) for s in seqs]
         results[name] = {
             "lip_envelope_corr": float(
@@ -210,9 +200,7 @@ def evaluate_audio2motion(
             ("shuffled", shuffled, gate[perm.numpy()]),
             ("shuffled_no_gate", shuffled, None),
         ):
-            seq = motion_from_features(
-                model, feats, n, identity, fps, g, s, num_inference_steps, guidance_scale, False
-            )
+            seq = run(feats, n, g, s)
             held[key].append(mouth_curve_correlation(seq, heldout.slice(0, n)))
     results["heldout_mouth_corr"] = {k: float(np.mean(v)) for k, v in held.items()}
     results["heldout_mouth_corr_per_seed"] = held

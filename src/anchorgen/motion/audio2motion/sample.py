@@ -18,6 +18,7 @@ from anchorgen.landmarks import LandmarkSequence
 from anchorgen.motion.audio import frame_features, load_speech, num_video_frames, speech_envelope
 from anchorgen.motion.audio2motion.model import Audio2Motion
 from anchorgen.motion.audio2motion.representation import (
+    LAYOUT,
     decode,
     identity_frame,
     mouth_dims,
@@ -55,23 +56,27 @@ def sample_window(
 ) -> torch.Tensor:
     """Deterministic DDIM (eta = 0; Song et al. 2021, eq. 12) with x0-prediction.
 
+    Classifier-free guidance acts on the lip and jaw dims only: speech tightens the mouth
+    while head and hands keep the variety of the unguided model.
     audio: (B, L, (2m+1) * C) normalised; context, context_mask: (B, L, D) normalised.
     Returns (B, L, D) normalised motion.
     """
     ab = model.alphas_cumprod
     device = ab.device
-    x = torch.randn(context.shape, generator=generator).to(
-        device
-    )  # CPU generator: same on any device
+    # Noise from a CPU generator: the same seed gives the same motion on any device.
+    x = torch.randn(context.shape, generator=generator).to(device)
     steps = ddim_timesteps(len(ab), num_inference_steps)
     b = x.shape[0]
     keep_all = torch.ones(b, dtype=torch.bool, device=device)
+    scale = torch.ones(context.shape[-1], device=device)
+    mouth = mouth_dims()
+    scale[torch.from_numpy(mouth[mouth < len(scale)]).to(device)] = guidance_scale
     for i, t in enumerate(steps):
         tt = torch.full((b,), t, dtype=torch.long, device=device)
         x0 = model(x, tt, audio, context, context_mask, keep_all)
         if guidance_scale != 1.0:
             x0_free = model(x, tt, audio, context, context_mask, ~keep_all)
-            x0 = x0_free + guidance_scale * (x0 - x0_free)
+            x0 = x0_free + scale * (x0 - x0_free)
         x0 = torch.where(context_mask > 0, context, x0)  # inpaint the carried frames
         eps = (x - ab[t].sqrt() * x0) / (1 - ab[t]).sqrt()
         ab_prev = ab[steps[i + 1]] if i + 1 < len(steps) else torch.ones((), device=device)
@@ -158,11 +163,14 @@ def motion_from_features(
     num_inference_steps: int = 25,
     guidance_scale: float = 2.0,
     progress: bool = True,
+    smooth_frames: float = 2.0,
 ) -> LandmarkSequence:
     """Padded (T', 2m+1, C) features -> LandmarkSequence of ``num_frames`` frames.
 
     ``gate`` (T,) in [0, 1] blends the mouth dims to the identity's closed mouth where it
-    is 0 (silence); None leaves the model's mouth untouched.
+    is 0 (silence); None leaves the model's mouth untouched. ``smooth_frames``: std of a
+    temporal Gaussian on head, body and hands (half of it on the face), as landmark
+    trackers smooth; 0 turns it off.
     """
     normalised = generate_normalised(
         model, features, num_frames, seed, num_inference_steps, guidance_scale, progress
@@ -170,6 +178,16 @@ def motion_from_features(
     values = (
         (normalised * model.motion_std.cpu() + model.motion_mean.cpu()).numpy().astype(np.float64)
     )
+    if smooth_frames > 0:
+        from scipy.ndimage import gaussian_filter1d
+
+        face = LAYOUT["face"]
+        values[:, face] = gaussian_filter1d(
+            values[:, face], smooth_frames / 2, axis=0, mode="nearest"
+        )
+        values[:, face.stop :] = gaussian_filter1d(
+            values[:, face.stop :], smooth_frames, axis=0, mode="nearest"
+        )
     ident = identity_frame(identity)
     if gate is not None:
         dims = mouth_dims()
@@ -205,12 +223,14 @@ def generate_motion(
     num_inference_steps: int = 25,
     guidance_scale: float = 2.0,
     progress: bool = True,
+    smooth_frames: float = 2.0,
 ) -> LandmarkSequence:
     """Speech -> landmark motion of the identity, in the identity's image space.
 
     ``identity``: the identity's training landmarks (face shape, framing, unmodelled
     points). ``fps`` defaults to the identity's. Silent frames get the identity's closed
-    mouth: the mouth dims are blended to it by a voice-activity gate.
+    mouth: the mouth dims are blended to it by a voice-activity gate. Different ``seed``
+    values give different head and hand motion for the same speech.
     """
     if isinstance(waveform_or_path, (str, Path)):
         waveform = load_speech(waveform_or_path)
@@ -231,4 +251,5 @@ def generate_motion(
         num_inference_steps,
         guidance_scale,
         progress,
+        smooth_frames,
     )
