@@ -8,6 +8,8 @@ Public API::
 """
 
 from anchorgen.motion.audio2motion.evaluate import (
+    evaluate_audio2motion,
+    evaluate_run,
     gesture_distance,
     gesture_statistics,
     lip_sync_score,
@@ -35,6 +37,8 @@ __all__ = [
     "Audio2MotionConfig",
     "decode",
     "encode",
+    "evaluate_audio2motion",
+    "evaluate_run",
     "generate_motion",
     "gesture_distance",
     "gesture_statistics",

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import numpy as np
 
@@ -205,3 +206,31 @@ def evaluate_audio2motion(
     results["heldout_mouth_corr"] = {k: float(np.mean(v)) for k, v in held.items()}
     results["heldout_mouth_corr_per_seed"] = held
     return results
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    clip: str | Path,
+    clip_landmarks: str | Path,
+    drivers: list[str | Path],
+    train_seconds: float = 16.0,
+    device: str = "cpu",
+    **kwargs,
+) -> dict:
+    """``evaluate_audio2motion`` from files: a run, the identity's clip (speech source) and
+    its full landmark track (the part after ``train_seconds`` is held out), unseen speech.
+    """
+    from anchorgen.motion.audio import SAMPLE_RATE, load_speech
+    from anchorgen.motion.audio2motion.train import load_run
+
+    model, identity = load_run(run_dir)
+    model.to(device)
+    full = LandmarkSequence.load(clip_landmarks)
+    waveform = load_speech(clip)
+    split = round(train_seconds * full.fps)
+    heldout = full.slice(split, len(full))
+    heldout_waveform = waveform[int(split * SAMPLE_RATE / full.fps) :]
+    speech = {Path(p).stem: load_speech(p) for p in drivers}
+    return evaluate_audio2motion(
+        model, identity, heldout, heldout_waveform, speech, real_clip=(full, waveform), **kwargs
+    )
