@@ -111,7 +111,7 @@ def mel_filterbank(
     return torch.from_numpy(weights.T.astype(np.float32))
 
 
-def _normalise_loudness(waveform: np.ndarray) -> np.ndarray:
+def normalise_loudness(waveform: np.ndarray) -> np.ndarray:
     """Scale so that loud frames sit at a fixed RMS; near-silent input is left untouched.
 
     Recording levels differ between clips; without this the model would learn loudness of
@@ -126,7 +126,7 @@ def _normalise_loudness(waveform: np.ndarray) -> np.ndarray:
 
 def log_mel_frames(waveform: np.ndarray, fps: float, num_frames: int | None = None) -> torch.Tensor:
     """(T, n_mels) log-mel power per video frame, pooled over 10 ms windows centred in it."""
-    wave = torch.from_numpy(np.ascontiguousarray(_normalise_loudness(waveform), np.float32))
+    wave = torch.from_numpy(np.ascontiguousarray(normalise_loudness(waveform), np.float32))
     t = num_video_frames(wave.numel(), fps) if num_frames is None else int(num_frames)
     if t <= 0:
         raise InputError("audio too short: it covers no video frame")

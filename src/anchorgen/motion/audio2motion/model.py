@@ -36,7 +36,7 @@ def cosine_alphas_cumprod(num_steps: int) -> torch.Tensor:
 
 
 class Audio2Motion(ModelMixin, ConfigMixin):
-    """Denoiser eps/x0 network over (B, L, D) motion windows.
+    """x0-predicting denoiser over (B, L, D) motion windows.
 
     Buffers ``motion_mean``/``motion_std`` (D,) and ``audio_mean``/``audio_std`` (C,) hold the
     normalisation statistics; they are saved with the weights.

@@ -15,7 +15,13 @@ from tqdm import tqdm
 
 from anchorgen.errors import InputError
 from anchorgen.landmarks import LandmarkSequence
-from anchorgen.motion.audio import frame_features, load_speech, num_video_frames, speech_envelope
+from anchorgen.motion.audio import (
+    frame_features,
+    load_speech,
+    normalise_loudness,
+    num_video_frames,
+    speech_envelope,
+)
 from anchorgen.motion.audio2motion.model import Audio2Motion
 from anchorgen.motion.audio2motion.representation import (
     LAYOUT,
@@ -96,7 +102,7 @@ def generate_normalised(
 ) -> torch.Tensor:
     """(T', 2m+1, C) raw speech features -> (num_frames, D) normalised motion.
 
-    ``T'`` must be ``padded_length(num_frames, ...)``: the last window runs past the end
+    ``T'`` must be ``window_starts(num_frames, L, n)[-1] + L``: the last window runs past the end
     of the speech and sees the (silent) padding the feature extractor adds.
     """
     cfg = model.config
@@ -141,9 +147,7 @@ def _closed_mouth(ident_values: np.ndarray, openings: np.ndarray) -> np.ndarray:
 
 def voice_activity(waveform: np.ndarray, fps: float, num_frames: int) -> np.ndarray:
     """(T,) in [0, 1]: 0 for silence (below -55 dBFS after loudness scaling), 1 for speech."""
-    from anchorgen.motion.audio import _normalise_loudness
-
-    rms = speech_envelope(_normalise_loudness(waveform), fps, num_frames, smooth=1)
+    rms = speech_envelope(normalise_loudness(waveform), fps, num_frames, smooth=1)
     db = 20 * np.log10(np.maximum(rms, 1e-8))
     gate = np.clip((db + 55.0) / 15.0, 0.0, 1.0)
     # Open slightly before and close slightly after speech: max over +-2 frames, then smooth.
