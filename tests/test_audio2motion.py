@@ -19,6 +19,7 @@ from anchorgen.motion.audio2motion import (
     Audio2MotionConfig,
     decode,
     encode,
+    evaluate_run,
     generate_motion,
     identity_frame,
     load_run,
@@ -271,6 +272,18 @@ def test_train_run_and_cli_end_to_end(tmp_path: Path, person, speech: np.ndarray
     assert result.exit_code == 0, result.output
     seq = LandmarkSequence.load(tmp_path / "m" / "landmarks.npz")
     assert 50 <= len(seq) <= 53 and seq.image_size == person.image_size  # AAC adds priming samples
+
+    metrics = evaluate_run(
+        run,
+        tmp_path / "data" / "anchors" / "me.mp4",
+        tmp_path / "landmarks" / "me.npz",
+        [wav],
+        train_seconds=3.0,
+        seeds=(0, 1),
+        num_inference_steps=1,
+    )
+    assert {"real_clip", "real_heldout", "speech", "heldout_mouth_corr"} <= set(metrics)
+    assert metrics["speech"]["diversity"] > 0
 
 
 @pytest.mark.realdata
