@@ -1,0 +1,125 @@
+"""A small transformer that denoises windows of motion vectors, conditioned on speech.
+
+Per frame the input token sums: the noisy motion x_t (normalised), the carried-context
+motion with its mask (the previous window's last frames, inpainting-style as EMO's
+"motion frames"), the speech features of frames t-m..t+m, a learned frame position and the
+diffusion timestep. It predicts the clean motion x_0 (x0-prediction). Classifier-free
+guidance: speech is dropped during training with probability ``cond_drop_prob`` and
+sampling mixes ``x0_uncond + s * (x0_cond - x0_uncond)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from torch import nn
+
+
+def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """(B,) integer timesteps -> (B, dim) sinusoidal embedding (DDPM, Ho et al. 2020)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10_000.0) * torch.arange(half, device=t.device) / half)
+    angles = t.float()[:, None] * freqs[None]
+    return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
+
+
+def cosine_alphas_cumprod(num_steps: int) -> torch.Tensor:
+    """(num_steps,) alpha-bar of the cosine schedule (Nichol & Dhariwal 2021, eq. 17)."""
+    s = 0.008
+    x = torch.linspace(0, num_steps, num_steps + 1, dtype=torch.float64) / num_steps
+    f = torch.cos((x + s) / (1 + s) * math.pi / 2) ** 2
+    alphas = (f[1:] / f[:-1]).clamp(0.001, 0.9999)
+    return torch.cumprod(alphas, 0).float()
+
+
+class Audio2Motion(ModelMixin, ConfigMixin):
+    """x0-predicting denoiser over (B, L, D) motion windows.
+
+    Buffers ``motion_mean``/``motion_std`` (D,) and ``audio_mean``/``audio_std`` (C,) hold the
+    normalisation statistics; they are saved with the weights.
+    """
+
+    @register_to_config
+    def __init__(
+        self,
+        motion_dim: int = 416,
+        audio_dim: int = 80,
+        audio_context: int = 2,
+        window: int = 48,
+        context_frames: int = 8,
+        d_model: int = 256,
+        num_layers: int = 4,
+        num_heads: int = 4,
+        dropout: float = 0.1,
+        num_train_timesteps: int = 1000,
+        fps: float = 25.0,
+        audio_features: str = "logmel",
+    ) -> None:
+        super().__init__()
+        self.motion_in = nn.Linear(motion_dim, d_model)
+        self.context_in = nn.Linear(2 * motion_dim, d_model)
+        self.audio_in = nn.Sequential(
+            nn.Linear((2 * audio_context + 1) * audio_dim, d_model),
+            nn.GELU(),
+            nn.Linear(d_model, d_model),
+        )
+        self.null_audio = nn.Parameter(torch.zeros(d_model))
+        self.position = nn.Parameter(torch.randn(window, d_model) * 0.02)
+        self.time_mlp = nn.Sequential(
+            nn.Linear(d_model, d_model), nn.SiLU(), nn.Linear(d_model, d_model)
+        )
+        layer = nn.TransformerEncoderLayer(
+            d_model,
+            num_heads,
+            4 * d_model,
+            dropout,
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,
+        )
+        self.encoder = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(d_model)
+        self.out = nn.Linear(d_model, motion_dim)
+        self.register_buffer("motion_mean", torch.zeros(motion_dim))
+        self.register_buffer("motion_std", torch.ones(motion_dim))
+        self.register_buffer("audio_mean", torch.zeros(audio_dim))
+        self.register_buffer("audio_std", torch.ones(audio_dim))
+        self.register_buffer("alphas_cumprod", cosine_alphas_cumprod(num_train_timesteps))
+
+    def normalise_audio(self, audio: torch.Tensor) -> torch.Tensor:
+        """(..., 2m+1, C) raw features -> (..., (2m+1) * C) normalised."""
+        return ((audio - self.audio_mean) / self.audio_std).flatten(-2)
+
+    def forward(
+        self,
+        noisy: torch.Tensor,
+        timesteps: torch.Tensor,
+        audio: torch.Tensor,
+        context: torch.Tensor,
+        context_mask: torch.Tensor,
+        audio_keep: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Predict clean motion.
+
+        noisy: (B, L, D) x_t; timesteps: (B,); audio: (B, L, (2m+1) * C) normalised;
+        context: (B, L, D) known frames (zeros elsewhere); context_mask: (B, L, D) float;
+        audio_keep: (B,) bool, False drops the speech (classifier-free guidance).
+        Returns (B, L, D) x_0 estimate.
+        """
+        length = noisy.shape[1]
+        h_audio = self.audio_in(audio)  # (B, L, d)
+        if audio_keep is not None:
+            h_audio = torch.where(
+                audio_keep[:, None, None], h_audio, self.null_audio.expand_as(h_audio)
+            )
+        h = (
+            self.motion_in(noisy)
+            + self.context_in(torch.cat([context * context_mask, context_mask], dim=-1))
+            + h_audio
+            + self.position[:length]
+            + self.time_mlp(timestep_embedding(timesteps, self.position.shape[1]))[:, None]
+        )  # (B, L, d)
+        return self.out(self.norm(self.encoder(h)))  # (B, L, D)

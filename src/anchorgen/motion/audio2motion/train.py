@@ -1,0 +1,415 @@
+"""Training recipe: pretrain on every clip with speech, then fine-tune on the identity.
+
+``train_audio2motion(config) -> run dir`` holding ``model/`` (safetensors + config.json,
+normalisation statistics included), ``config.yaml``, ``identity_landmarks.npz`` (the
+identity's training landmarks that ``generate_motion`` places the motion with) and
+``log.jsonl``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from anchorgen.config import BaseConfig, require
+from anchorgen.errors import InputError
+from anchorgen.io.atomic import atomic_directory
+from anchorgen.landmarks import LandmarkSequence
+from anchorgen.motion.audio import N_MELS, frame_features, load_speech
+from anchorgen.motion.audio2motion.model import Audio2Motion
+from anchorgen.motion.audio2motion.representation import MOTION_DIM, encode, mouth_dims
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class Audio2MotionConfig(BaseConfig):
+    """Settings of the ``audio2motion`` preset."""
+
+    data_dir: str = "../shared/data"
+    """Folder whose ``anchors/*.mp4`` and ``drivers/*.mp4`` (all with speech) are pretrained on."""
+    identity_clip: str = "anchors/kitchen_presenter_20s.mp4"
+    """The identity's clip, relative to ``data_dir`` (or absolute)."""
+    identity_seconds: float = 16.0
+    """Only the first this-many seconds of the identity clip are used for training."""
+    landmarks_dir: str = ".cache/landmarks"
+    """Cache of tracked landmarks, ``<clip stem>.npz`` per clip; missing ones are tracked."""
+    output_dir: str = "runs/audio2motion"
+    """The run directory to write (replaced only if ``overwrite``)."""
+    overwrite: bool = False
+    """Replace an existing ``output_dir``."""
+    window: int = 48
+    """Frames per denoised window."""
+    context_frames: int = 8
+    """Frames carried from the previous window (given as context, inpainted)."""
+    audio_context: int = 2
+    """m: each frame sees the speech features of frames t-m .. t+m (EMO uses 2)."""
+    d_model: int = 256
+    """Transformer width."""
+    num_layers: int = 4
+    """Transformer layers."""
+    num_heads: int = 4
+    """Attention heads."""
+    dropout: float = 0.1
+    """Dropout inside the transformer."""
+    num_train_timesteps: int = 1000
+    """Diffusion steps of the cosine schedule."""
+    pretrain_steps: int = 4000
+    """Optimizer steps on all clips."""
+    finetune_steps: int = 600
+    """Optimizer steps on the identity only, after pretraining."""
+    batch_size: int = 64
+    """Windows per step."""
+    learning_rate: float = 3e-4
+    """AdamW learning rate (pretraining; fine-tuning uses a third of it)."""
+    weight_decay: float = 0.01
+    """AdamW weight decay."""
+    mouth_loss_weight: float = 4.0
+    """Extra weight of the lip and jaw dims in the loss: speech drives them tightly."""
+    velocity_loss_weight: float = 4.0
+    """Weight of the frame-to-frame velocity loss on x_0 (smooth, right-speed motion)."""
+    cond_drop_prob: float = 0.1
+    """Probability of dropping the speech during training (classifier-free guidance)."""
+    context_prob: float = 0.7
+    """Probability that a training window gets its first frames as carried context."""
+    audio_noise: float = 0.3
+    """Std of Gaussian noise added to the normalised speech features during training."""
+    audio_frame_drop: float = 0.15
+    """Fraction of frames whose speech is zeroed during training. With the noise, this keeps
+    a small clip from being memorised frame by frame (gestures jumping between remembered
+    poses); speech has to explain motion through its smooth, shared structure."""
+    seed: int = 0
+    """Seed of initialisation, window sampling and noise."""
+    device: str = "auto"
+    """"cpu", "cuda" or "auto" (cuda when available). The model is small: CPU works."""
+
+    def __post_init__(self) -> None:
+        require(self.window > self.context_frames >= 1, "need window > context_frames >= 1")
+        require(self.audio_context >= 0, "audio_context must be >= 0")
+        require(self.d_model % self.num_heads == 0, "d_model must be divisible by num_heads")
+        require(self.num_layers >= 1, "num_layers must be >= 1")
+        require(self.pretrain_steps >= 0 and self.finetune_steps >= 0, "steps must be >= 0")
+        require(self.pretrain_steps + self.finetune_steps > 0, "train for at least one step")
+        require(self.batch_size >= 1, "batch_size must be >= 1")
+        require(self.learning_rate > 0, "learning_rate must be positive")
+        require(self.identity_seconds > 0, "identity_seconds must be positive")
+        require(0.0 <= self.cond_drop_prob < 1.0, "cond_drop_prob must be in [0, 1)")
+        require(0.0 <= self.context_prob <= 1.0, "context_prob must be in [0, 1]")
+        require(self.audio_noise >= 0.0, "audio_noise must be >= 0")
+        require(0.0 <= self.audio_frame_drop < 1.0, "audio_frame_drop must be in [0, 1)")
+        require(self.mouth_loss_weight > 0, "mouth_loss_weight must be positive")
+        require(self.num_train_timesteps >= 10, "num_train_timesteps must be >= 10")
+        require(
+            self.device in ("cpu", "cuda", "auto"),
+            f"device must be cpu, cuda or auto, got {self.device!r}",
+        )
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise ValueError("device 'cuda' asked for, but torch sees no CUDA GPU")
+
+    def torch_device(self) -> torch.device:
+        auto = "cuda" if torch.cuda.is_available() else "cpu"
+        return torch.device(auto if self.device == "auto" else self.device)
+
+
+PRESETS: dict[str, Audio2MotionConfig] = {
+    "audio2motion": Audio2MotionConfig(),
+    "audio2motion-tiny": Audio2MotionConfig(
+        d_model=32,
+        num_layers=1,
+        num_heads=2,
+        window=16,
+        context_frames=4,
+        pretrain_steps=4,
+        finetune_steps=2,
+        batch_size=4,
+    ),
+}
+
+
+@dataclasses.dataclass
+class TrainingClip:
+    """Aligned motion and speech of one clip."""
+
+    name: str
+    values: np.ndarray
+    """(T, D) motion vectors."""
+    mask: np.ndarray
+    """(T, D) bool validity."""
+    audio: np.ndarray
+    """(T, 2m+1, C) speech features."""
+
+
+def track_landmarks(video: Path, cache_dir: Path) -> LandmarkSequence:
+    """Landmarks of ``video`` from ``cache_dir/<stem>.npz``, tracking (and caching) if missing."""
+    cached = cache_dir / f"{video.stem}.npz"
+    if cached.is_file():
+        return LandmarkSequence.load(cached)
+    try:
+        from anchorgen.io.video import read_video  # type: ignore[attr-defined]
+        from anchorgen.prepare.holistic import track_frames  # type: ignore[attr-defined]
+    except ImportError as exc:
+        raise InputError(
+            f"no cached landmarks at {cached} and landmark tracking is not available ({exc}); "
+            "run `anchorgen prepare` on the clip or put its LandmarkSequence .npz there"
+        ) from exc
+    frames, fps = read_video(video)
+    seq = track_frames(frames, fps, (frames.shape[2], frames.shape[1]))
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    seq.save(cached)
+    return seq
+
+
+def clip_from_landmarks(
+    name: str, seq: LandmarkSequence, waveform: np.ndarray, audio_context: int
+) -> TrainingClip:
+    """Encode motion and compute features for exactly ``len(seq)`` frames."""
+    motion = encode(seq)
+    feats = frame_features(waveform, seq.fps, audio_context, num_frames=len(seq))
+    return TrainingClip(name, motion.values, motion.mask, feats.numpy())
+
+
+def load_clips(
+    config: Audio2MotionConfig,
+) -> tuple[list[TrainingClip], TrainingClip, LandmarkSequence]:
+    """All pretraining clips, the identity's training clip and its training landmarks."""
+    data = Path(config.data_dir)
+    identity_path = Path(config.identity_clip)
+    identity_path = identity_path if identity_path.is_absolute() else data / identity_path
+    videos = sorted({*data.glob("anchors/*.mp4"), *data.glob("drivers/*.mp4"), identity_path})
+    if not identity_path.is_file():
+        raise InputError(f"identity clip not found: {identity_path}")
+    clips: list[TrainingClip] = []
+    identity: tuple[TrainingClip, LandmarkSequence] | None = None
+    for video in tqdm(videos, desc="clips", unit="clip"):
+        seq = track_landmarks(video, Path(config.landmarks_dir))
+        if video.resolve() == identity_path.resolve():  # errors here are fatal
+            seq = seq.slice(0, round(config.identity_seconds * seq.fps))
+            identity = (
+                clip_from_landmarks(video.stem, seq, load_speech(video), config.audio_context),
+                seq,
+            )
+            clips.append(identity[0])
+            continue
+        try:
+            clips.append(
+                clip_from_landmarks(video.stem, seq, load_speech(video), config.audio_context)
+            )
+        except InputError as exc:  # a clip without speech or face is left out of pretraining
+            logger.warning("skipping %s: %s", video, exc)
+    if identity is None:
+        raise InputError(f"identity clip {identity_path} was not loaded")
+    return clips, identity[0], identity[1]
+
+
+def normalisation_stats(clips: list[TrainingClip]) -> tuple[np.ndarray, ...]:
+    """Per-dim mean/std of the measured motion values and per-band mean/std of the speech."""
+    values = np.concatenate([c.values for c in clips]).astype(np.float64)
+    mask = np.concatenate([c.mask for c in clips])
+    count = np.maximum(mask.sum(0), 1)
+    mean = (values * mask).sum(0) / count
+    std = np.sqrt((((values - mean) * mask) ** 2).sum(0) / count)
+    std = np.maximum(std, 1e-3)
+    audio = np.concatenate([c.audio[:, c.audio.shape[1] // 2] for c in clips]).astype(
+        np.float64
+    )  # (N, C)
+    return mean, std, audio.mean(0), np.maximum(audio.std(0), 1e-3)
+
+
+def sample_batch(
+    clips: list[TrainingClip], window: int, batch_size: int, rng: np.random.Generator
+) -> tuple[np.ndarray, ...]:
+    """Random windows (clips weighted by length); short clips are padded with mask False."""
+    lengths = np.array([len(c.values) for c in clips], np.float64)
+    picks = rng.choice(len(clips), size=batch_size, p=lengths / lengths.sum())
+    c0 = clips[0]
+    values = np.zeros((batch_size, window, c0.values.shape[1]), np.float32)
+    mask = np.zeros(values.shape, bool)
+    audio = np.empty((batch_size, window, *c0.audio.shape[1:]), np.float32)
+    for i, k in enumerate(picks):
+        clip = clips[k]
+        start = int(rng.integers(0, max(len(clip.values) - window, 0) + 1))
+        stop = min(start + window, len(clip.values))
+        n = stop - start
+        values[i, :n] = clip.values[start:stop]
+        mask[i, :n] = clip.mask[start:stop]
+        audio[i, :n] = clip.audio[start:stop]
+        audio[i, n:] = clip.audio.min()
+    return values, mask, audio
+
+
+def diffusion_loss(
+    model: Audio2Motion,
+    values: torch.Tensor,
+    mask: torch.Tensor,
+    audio: torch.Tensor,
+    config: Audio2MotionConfig,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """Masked x0-prediction loss (DDPM forward process, Ho et al. 2020, eq. 4) + velocity term.
+
+    values, mask: (B, L, D) raw motion; audio: (B, L, 2m+1, C) raw features.
+    """
+    b, length, _ = values.shape
+    device = values.device
+    x0 = torch.where(
+        mask, (values - model.motion_mean) / model.motion_std, torch.zeros((), device=device)
+    )
+    weights = mask.float()
+    weights[..., torch.from_numpy(mouth_dims()).to(device)] *= config.mouth_loss_weight
+    # Random draws come from a CPU generator: the same seed gives the same run on any device.
+    t = torch.randint(0, model.config.num_train_timesteps, (b,), generator=generator).to(device)
+    ab = model.alphas_cumprod[t][:, None, None]
+    noise = torch.randn(x0.shape, generator=generator).to(device)
+    noisy = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
+    has_context = (torch.rand(b, generator=generator) < config.context_prob).to(device)
+    context_mask = torch.zeros_like(x0)
+    context_mask[has_context, : config.context_frames] = 1.0
+    context_mask *= mask.float()
+    keep_audio = (torch.rand(b, generator=generator) >= config.cond_drop_prob).to(device)
+    speech = model.normalise_audio(audio)  # (B, L, (2m+1) * C)
+    speech = speech + config.audio_noise * torch.randn(speech.shape, generator=generator).to(device)
+    speech = speech * (torch.rand(b, length, 1, generator=generator) >= config.audio_frame_drop).to(
+        device
+    )
+    pred = model(noisy, t, speech, x0 * context_mask, context_mask, keep_audio)
+    weights = weights * (1 - context_mask)  # carried frames are given, not learned
+    loss = (weights * (pred - x0) ** 2).sum() / weights.sum().clamp_min(1.0)
+    vel_w = weights[:, 1:] * weights[:, :-1].clamp(max=1.0)
+    vel = ((pred[:, 1:] - pred[:, :-1]) - (x0[:, 1:] - x0[:, :-1])) ** 2
+    return loss + config.velocity_loss_weight * (vel_w * vel).sum() / vel_w.sum().clamp_min(1.0)
+
+
+def _run_stage(
+    model: Audio2Motion,
+    clips: list[TrainingClip],
+    steps: int,
+    lr: float,
+    config: Audio2MotionConfig,
+    rng: np.random.Generator,
+    generator: torch.Generator,
+    log: list[dict],
+    stage: str,
+) -> None:
+    if steps == 0:
+        return
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=config.weight_decay)
+    warmup = max(1, steps // 20)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s / steps, 1.0))),
+    )
+    device = next(model.parameters()).device
+    bar = tqdm(range(steps), desc=stage, unit="step", mininterval=5.0)
+    for step in bar:
+        batch = sample_batch(clips, config.window, config.batch_size, rng)
+        values, mask, audio = (torch.from_numpy(a).to(device) for a in batch)
+        loss = diffusion_loss(model, values, mask, audio, config, generator)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        if step % 50 == 0 or step == steps - 1:
+            value = loss.item()
+            log.append({"stage": stage, "step": step, "loss": value})
+            bar.set_postfix(loss=f"{value:.4f}")
+
+
+def build_model(config: Audio2MotionConfig, fps: float, audio_dim: int = N_MELS) -> Audio2Motion:
+    return Audio2Motion(
+        motion_dim=MOTION_DIM,
+        audio_dim=audio_dim,
+        audio_context=config.audio_context,
+        window=config.window,
+        context_frames=config.context_frames,
+        d_model=config.d_model,
+        num_layers=config.num_layers,
+        num_heads=config.num_heads,
+        dropout=config.dropout,
+        num_train_timesteps=config.num_train_timesteps,
+        fps=fps,
+    )
+
+
+def train_on_clips(
+    config: Audio2MotionConfig, pretrain: list[TrainingClip], identity: TrainingClip, fps: float
+) -> tuple[Audio2Motion, list[dict]]:
+    """Pretrain on ``pretrain`` then fine-tune on ``identity``; returns the model and its log."""
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    model = build_model(config, fps, identity.audio.shape[-1])
+    mean, std, amean, astd = normalisation_stats(pretrain)
+    for name, value in (
+        ("motion_mean", mean),
+        ("motion_std", std),
+        ("audio_mean", amean),
+        ("audio_std", astd),
+    ):
+        getattr(model, name).copy_(torch.from_numpy(value.astype(np.float32)))
+    model.to(config.torch_device())
+    log: list[dict] = []
+    _run_stage(
+        model,
+        pretrain,
+        config.pretrain_steps,
+        config.learning_rate,
+        config,
+        rng,
+        generator,
+        log,
+        "pretrain",
+    )
+    _run_stage(
+        model,
+        [identity],
+        config.finetune_steps,
+        config.learning_rate / 3,
+        config,
+        rng,
+        generator,
+        log,
+        "finetune",
+    )
+    return model.cpu().eval(), log
+
+
+def save_run(
+    out: str | Path,
+    model: Audio2Motion,
+    config: Audio2MotionConfig,
+    identity_seq: LandmarkSequence,
+    log: list[dict],
+) -> Path:
+    """Write a run directory atomically: model/, config.yaml, identity_landmarks.npz, log.jsonl."""
+    out = Path(out)
+    with atomic_directory(out, overwrite=config.overwrite) as tmp:
+        model.save_pretrained(tmp / "model", safe_serialization=True)
+        config.save(tmp / "config.yaml")
+        identity_seq.save(tmp / "identity_landmarks.npz")
+        (tmp / "log.jsonl").write_text("".join(json.dumps(row) + "\n" for row in log))
+    return out
+
+
+def train_audio2motion(config: Audio2MotionConfig) -> Path:
+    """Train the speech-to-motion model and write its run directory; returns that path."""
+    clips, identity, identity_seq = load_clips(config)
+    model, log = train_on_clips(config, clips, identity, identity_seq.fps)
+    return save_run(config.output_dir, model, config, identity_seq, log)
+
+
+def load_run(run_dir: str | Path) -> tuple[Audio2Motion, LandmarkSequence]:
+    """The model and the identity's training landmarks of a run directory."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "model" / "config.json").is_file():
+        raise InputError(f"{run_dir} is not an audio2motion run (no model/config.json)")
+    model = Audio2Motion.from_pretrained(str(run_dir / "model"), use_safetensors=True).eval()
+    return model, LandmarkSequence.load(run_dir / "identity_landmarks.npz")
