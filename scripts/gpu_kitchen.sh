@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # GPU run behind docs/BENCHMARKS.md ("kitchen identity"): scratch-256 body + face models trained
 # on the first 16 s of the primary clip, then the held-out 4 s rendered (full, no face pass,
-# frame-wise) as raw frames for `anchorgen evaluate`-style scoring on the CPU machine.
+# frame-wise) as near-lossless MP4s (CRF 10, unmarked) for scoring on the CPU machine; the
+# trained runs come back as a split tar (no checkpoints).
 # Inputs (carried): .whl (diffusers), gpu_data/pack/kitchen (a prepared dataset without renders),
 # gpu_data/pack/talkshow_60s.npz. Usage: bash scripts/gpu_kitchen.sh MINUTES
 set -euo pipefail
@@ -22,6 +23,7 @@ import json, os, time, tempfile
 from pathlib import Path
 import numpy as np, torch
 from anchorgen.generate import GenerateConfig, Identity, generate_frames, load_motion
+from anchorgen.io.video import write_video
 out = Path(os.environ["OUT"])
 identity = Identity.load("/root/runs/kitchen", device="cuda")
 timings = {}
@@ -32,9 +34,11 @@ for name, cfg in {"full": GenerateConfig(), "no_face": GenerateConfig(face_enhan
         torch.cuda.synchronize(); tick = time.perf_counter()
         frames = np.stack(list(generate_frames(identity, motion, cfg, Path(work), progress=False)))
         torch.cuda.synchronize(); timings[name] = time.perf_counter() - tick
-    np.savez_compressed(out / f"holdout_{name}.npz", frames=frames)
+    write_video(out / f"holdout_{name}.mp4", frames, motion.fps, crf=10)
 timings["peak_gpu_gib"] = torch.cuda.max_memory_allocated() / 2**30
 json.dump(timings, open(out / "holdout_timings.json", "w"), indent=1)
 print(timings)
 PY
-for part in body face; do cp /root/runs/kitchen/$part/train_log.csv $OUT/${part}_train_log.csv; cp /root/runs/kitchen/$part/loss.png $OUT/${part}_loss.png || true; done
+tail -n 3 /root/runs/kitchen/body/train_log.csv /root/runs/kitchen/face/train_log.csv
+tar -C /root/runs --exclude=checkpoints -cf - kitchen | split -b 15M - $OUT/kitchen_runs.tar.part-
+ls -la $OUT
