@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # GPU run behind docs/BENCHMARKS.md ("kitchen identity"): scratch-256 body + face models trained
 # on the first 16 s of the primary clip, then the held-out 4 s rendered (full, no face pass,
-# frame-wise) as near-lossless MP4s (CRF 10, unmarked) for scoring on the CPU machine; the
-# trained runs come back as a split tar (no checkpoints).
+# frame-wise) as unmarked JPEG frames (quality 97; the GPU machine has no PyAV) for scoring on
+# the CPU machine; the trained runs come back as a split tar (no checkpoints).
 # Inputs (carried): .whl (diffusers), gpu_data/pack/kitchen (a prepared dataset without renders),
 # gpu_data/pack/talkshow_60s.npz. Usage: bash scripts/gpu_kitchen.sh MINUTES
 set -euo pipefail
@@ -23,7 +23,7 @@ import json, os, time, tempfile
 from pathlib import Path
 import numpy as np, torch
 from anchorgen.generate import GenerateConfig, Identity, generate_frames, load_motion
-from anchorgen.io.video import write_video
+import cv2
 out = Path(os.environ["OUT"])
 identity = Identity.load("/root/runs/kitchen", device="cuda")
 timings = {}
@@ -34,11 +34,15 @@ for name, cfg in {"full": GenerateConfig(), "no_face": GenerateConfig(face_enhan
         torch.cuda.synchronize(); tick = time.perf_counter()
         frames = np.stack(list(generate_frames(identity, motion, cfg, Path(work), progress=False)))
         torch.cuda.synchronize(); timings[name] = time.perf_counter() - tick
-    write_video(out / f"holdout_{name}.mp4", frames, motion.fps, crf=10)
+    folder = Path("/root/holdout") / name
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, frame in enumerate(frames):
+        cv2.imwrite(str(folder / f"{i:06d}.jpg"), frame[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 97])
 timings["peak_gpu_gib"] = torch.cuda.max_memory_allocated() / 2**30
-json.dump(timings, open(out / "holdout_timings.json", "w"), indent=1)
+json.dump(timings, open("/root/holdout/timings.json", "w"), indent=1)
 print(timings)
 PY
 tail -n 3 /root/runs/kitchen/body/train_log.csv /root/runs/kitchen/face/train_log.csv
 tar -C /root/runs --exclude=checkpoints -cf - kitchen | split -b 15M - $OUT/kitchen_runs.tar.part-
+tar -C /root -cf $OUT/holdout.tar holdout
 ls -la $OUT

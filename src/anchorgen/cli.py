@@ -140,7 +140,9 @@ def train(
 # --- speech-to-motion (anchorgen.motion.audio2motion) ---------------------------------------
 @app.command("motion")
 def motion(
-    audio: Annotated[Path, typer.Option("--audio", help="Speech: any audio or video file with audio.")],
+    audio: Annotated[
+        Path, typer.Option("--audio", help="Speech: any audio or video file with audio.")
+    ],
     model: Annotated[Path, typer.Option("--model", help="An audio2motion run directory.")],
     out: Annotated[Path, typer.Option("--out", help="Output directory for landmarks.npz.")],
     seed: int = typer.Option(0, "--seed", help="Seed: different seeds give different gestures."),
@@ -149,7 +151,9 @@ def motion(
         2.0, "--guidance", help="Classifier-free guidance scale on the speech."
     ),
     fps: float = typer.Option(0.0, "--fps", help="Frame rate of the motion (0: the identity's)."),
-    smooth: float = typer.Option(2.0, "--smooth", help="Temporal smoothing (Gaussian std, frames)."),
+    smooth: float = typer.Option(
+        2.0, "--smooth", help="Temporal smoothing (Gaussian std, frames)."
+    ),
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Replace an existing output directory."
     ),
@@ -188,6 +192,7 @@ def motion(
 
 
 # --- end speech-to-motion --------------------------------------------------------------------
+
 
 def main() -> None:
     """Console entry point: user-facing errors become one line on stderr and exit code 2."""

@@ -13,12 +13,15 @@ import wave
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import av
 import numpy as np
 
 from anchorgen.errors import InputError
 from anchorgen.io.atomic import atomic_path
+
+if TYPE_CHECKING:  # PyAV is imported where used: the rest of anchorgen runs without it
+    import av
 
 AUDIO_RATE = 16_000
 
@@ -40,6 +43,8 @@ class VideoInfo:
 
 
 def _open(path: str | Path) -> av.container.InputContainer:
+    import av
+
     path = Path(path)
     if not path.is_file():
         raise InputError(f"no such file: {path}")
@@ -53,6 +58,8 @@ def _open(path: str | Path) -> av.container.InputContainer:
 
 def probe_video(path: str | Path) -> VideoInfo:
     """Read stream properties and the first frame's rotation; errors are ``InputError``."""
+    import av
+
     with _open(path) as container:
         if not container.streams.video:
             raise InputError(f"{path} has no video stream")
@@ -84,6 +91,8 @@ def probe_video(path: str | Path) -> VideoInfo:
 def _stream_duration(
     container: av.container.InputContainer, stream: av.video.stream.VideoStream
 ) -> float:
+    import av
+
     if stream.duration is not None and stream.time_base is not None:
         return float(stream.duration * stream.time_base)
     if container.duration is not None:
@@ -130,6 +139,8 @@ def iter_frames(
     Frames are streamed: at most two decoded frames are held at a time. Output frame k is
     the source frame whose timestamp is nearest to ``start + k / fps``.
     """
+    import av
+
     info = probe_video(path)
     fps = float(fps or info.fps)
     if fps <= 0:
@@ -179,6 +190,8 @@ def read_audio(
     path: str | Path, start: float = 0.0, end: float | None = None, sample_rate: int = AUDIO_RATE
 ) -> np.ndarray | None:
     """Decode the first audio stream to mono float32 at ``sample_rate``; None if none."""
+    import av
+
     with _open(path) as container:
         if not container.streams.audio:
             return None
@@ -259,6 +272,8 @@ class VideoWriter:
         self._audio_done = 0
 
     def __enter__(self) -> VideoWriter:
+        import av
+
         tmp = self._ctx.__enter__()
         self._container = av.open(
             str(tmp), "w", format="mp4", options={"movflags": "+faststart+use_metadata_tags"}
@@ -272,6 +287,8 @@ class VideoWriter:
         Audio is encoded alongside, up to the end of this frame, so packets interleave and
         memory stays flat however long the video is.
         """
+        import av
+
         if self._video is None:
             self._add_streams(*frame.shape[:2])
         video_frame = av.VideoFrame.from_ndarray(
@@ -299,6 +316,8 @@ class VideoWriter:
     def _encode_audio_until(self, sample: int, *, final: bool = False) -> None:
         """Encode audio samples [encoded, sample) in 1024-sample frames (the last may be short
         when ``final``); silence pads audio shorter than the video."""
+        import av
+
         while self._audio_done + (1 if final else 1024) <= sample:
             size = min(1024, sample - self._audio_done)
             part = np.zeros(size, np.float32)
