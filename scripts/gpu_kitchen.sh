@@ -10,8 +10,10 @@ minutes=${1:-5.5}
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
 export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1
 mkdir -p /root/data /root/runs/kitchen
-rm -rf /root/data/kitchen && cp -r gpu_data/pack/kitchen /root/data/kitchen && cp gpu_data/pack/talkshow_60s.npz /root/data/
-python3 -c "from anchorgen.prepare.pipeline import rerender; rerender('/root/data/kitchen', progress=False)"
+if [ ! -d /root/data/kitchen/renders ]; then  # a second call on the same machine resumes
+  cp -r gpu_data/pack/kitchen /root/data/kitchen && cp gpu_data/pack/talkshow_60s.npz /root/data/
+  python3 -c "from anchorgen.prepare.pipeline import rerender; rerender('/root/data/kitchen', progress=False)"
+fi
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 common="datasets=[/root/data/kitchen] steps=100000 time_limit_minutes=$minutes ema_decay=0.995 checkpoint_every=1000 sample_every=100000 log_every=25"
 python3 -m anchorgen train --preset scratch-256 $common output_dir=/root/runs/kitchen/body > /root/body.log 2>&1 &

@@ -304,6 +304,7 @@ class TrainingRecipe:
         self.run_dir = Path(config.output_dir)
         self.dataset_factory = dataset_factory or default_dataset_factory
         self.step = 0
+        self.stopped_early = False
 
     # ------------------------------------------------------------- setup
     def setup(self) -> None:
@@ -414,6 +415,7 @@ class TrainingRecipe:
                 bar.set_postfix(loss=f"{mean_loss:.4f}")
                 self._log_row(mean_loss, samples_seen / max(elapsed, 1e-9), elapsed)
                 if self._out_of_time(elapsed):
+                    self.stopped_early = True
                     self.save_checkpoint()
                     self.save_samples()
                     break
@@ -633,7 +635,7 @@ class TrainingRecipe:
         in diffusers layout, plot the loss, release the accelerator."""
         acc = self.accelerator
         acc.wait_for_everyone()
-        if acc.is_main_process and self.step >= self.config.steps:
+        if acc.is_main_process and (self.step >= self.config.steps or self.stopped_early):
             swap = (
                 self.ema.swapped_in(self.trainable)
                 if self.ema is not None
