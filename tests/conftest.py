@@ -16,3 +16,10 @@ def shared_data(relative: str) -> Path:
     if not path.exists():
         pytest.skip(f"real data not available: {path} (the repo's ../shared/data is absent)")
     return path
+
+
+def pytest_configure(config):
+    """Tiny models run fastest on one thread; this also keeps the 2-core CI machine responsive."""
+    import torch
+
+    torch.set_num_threads(1)
