@@ -442,7 +442,62 @@ def _sd15() -> TrainConfig:
     )
 
 
-PRESETS = {"tiny": _tiny, "scratch-256": _scratch_256, "face": _face, "sd15": _sd15}
+def _demo() -> TrainConfig:
+    """The CPU demo's body model (``anchorgen demo``): 128 px in pixel space (unshuffled to
+    32x32x48), temporal layers on, sized to learn the embedded sample in a few CPU minutes.
+    Plain cosine noise (shift 1.0): short runs need training signal at low noise levels."""
+    model = ModelConfig(
+        preset="demo",
+        part="body",
+        image_size=128,
+        codec="pixel_unshuffle",
+        codec_factor=4,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        attention_levels=(False, True),
+        attention_heads=2,
+        cross_attention_dim=64,
+        norm_num_groups=16,
+        conditioning_channels=(16, 32, 64),
+        temporal=True,
+        motion_heads=2,
+        appearance_size=64,
+        appearance_channels=(16, 32, 64),
+        appearance_grid=4,
+        noise_shift=1.0,
+    )
+    return TrainConfig(
+        model=model,
+        steps=400,
+        batch_size=4,
+        learning_rate=1e-3,
+        lr_warmup_steps=20,
+        clip_length=2,
+        ema_decay=0.98,
+        checkpoint_every=100,
+        sample_every=0,
+        sample_steps=10,
+        num_workers=0,
+        log_every=10,
+    )
+
+
+def _demo_face() -> TrainConfig:
+    """The CPU demo's face model: the demo body design on 128 px face crops, inpainting input."""
+    base = _demo()
+    return base.replace(
+        model=base.model.replace(preset="demo-face", part="face", temporal=False), clip_length=1
+    )
+
+
+PRESETS = {
+    "tiny": _tiny,
+    "demo": _demo,
+    "demo-face": _demo_face,
+    "scratch-256": _scratch_256,
+    "face": _face,
+    "sd15": _sd15,
+}
 """Preset name -> factory of its ``TrainConfig``."""
 
 
