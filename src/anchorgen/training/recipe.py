@@ -392,6 +392,10 @@ class TrainingRecipe:
             desc=f"train {config.model.part}",
             disable=not acc.is_main_process,
             dynamic_ncols=True,
+            # a time-limited run ends on the clock: show the limit, not an ETA to ``steps``
+            bar_format=None
+            if config.time_limit_minutes is None
+            else f"{{desc}}: {{n_fmt}} steps [{{elapsed}} of {config.time_limit_minutes:g} min, {{rate_fmt}}{{postfix}}]",
         )
         started, samples_seen, running = time.perf_counter(), 0, []
         for batch in loader:
