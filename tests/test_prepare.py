@@ -18,7 +18,7 @@ from anchorgen.prepare.render import render_frame
 from anchorgen.prepare.sample import sample_frame, write_sample_clip
 from tests.conftest import REPO, shared_data
 
-FAST = PrepareConfig(size=128, face_size=128, fps=8, holdout_seconds=1.0)
+FAST = PrepareConfig(size=128, face_size=128, fps=8, holdout_seconds=1.0, workers=1)
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def sample_video(tmp_path_factory):
 @pytest.fixture(scope="module")
 def sample_dataset(sample_video, tmp_path_factory):
     out = tmp_path_factory.mktemp("ds") / "sample"
-    return prepare(sample_video, out, FAST, progress=False)
+    return prepare(sample_video, out, FAST.replace(workers=2), progress=False)
 
 
 def test_dataset_layout_and_meta(sample_dataset):
@@ -146,3 +146,44 @@ def test_real_hevc_clip(tmp_path):
     # the portrait 1080x1920 frame is padded left and right to a square, and the padding is recorded
     left, top, right, bottom = data.meta.crop["padding"]
     assert left > 0 and right > 0 and not data.valid[:, 0].any() and data.valid[:, 64].all()
+
+
+def test_parallel_segments_write_the_same_frames(sample_video, sample_dataset, tmp_path):
+    """Two processes on two halves of the clip put every frame in its own slot."""
+    single = prepare(sample_video, tmp_path / "single", FAST, progress=False)
+    for sub, suffix in (("frames", ".jpg"), ("face/frames", ".jpg")):
+        for i in (0, 15, 16, 31):
+            name = f"{i:06d}{suffix}"
+            assert (single / sub / name).read_bytes() == (sample_dataset / sub / name).read_bytes(), (sub, i)
+
+
+def test_rerender_restores_renders(sample_dataset, tmp_path):
+    import shutil
+
+    from anchorgen.prepare.pipeline import rerender
+
+    copy = tmp_path / "copy"
+    shutil.copytree(sample_dataset, copy)
+    shutil.rmtree(copy / "renders")
+    shutil.rmtree(copy / "face" / "renders")
+    rerender(copy, progress=False, workers=2)
+    data, original = PreparedDataset(copy), PreparedDataset(sample_dataset)
+    for i in (0, 20, 31):
+        assert np.array_equal(data.render(i), original.render(i))
+        assert np.array_equal(data.face_render(i), original.face_render(i))
+
+
+def test_condition_images_are_used_as_is(sample_video, tmp_path):
+    from anchorgen.io.dataset import write_image
+
+    folder = tmp_path / "conditions"
+    folder.mkdir()
+    for i in range(32):
+        image = np.zeros((128, 128, 3), np.uint8)
+        image[20 + i : 60 + i, 40:90] = 200  # a box moving down, one pixel a frame
+        write_image(folder / f"{i + 1}.png", image)
+    out = prepare(sample_video, tmp_path / "ds", FAST, conditions_dir=folder, progress=False)
+    data = PreparedDataset(out)
+    assert data.meta.conditions == "images"
+    assert np.array_equal(data.render(10)[30:70, 40:90], np.full((40, 50, 3), 200, np.uint8))
+    assert data.render(10)[29, 60].max() == 0

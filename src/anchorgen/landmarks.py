@@ -120,6 +120,25 @@ class LandmarkSequence:
             image_size=(int(image_size[0]), int(image_size[1])),
         )
 
+    @classmethod
+    def concatenate(cls, parts: list[LandmarkSequence]) -> LandmarkSequence:
+        """Join sequences of one image space in time (e.g. segments tracked in parallel)."""
+        if not parts:
+            raise ValueError("nothing to concatenate")
+        first = parts[0]
+        if any(p.image_size != first.image_size or p.fps != first.fps for p in parts):
+            raise ValueError("sequences differ in image size or fps")
+        arrays = {
+            name: np.concatenate([getattr(p, name) for p in parts])
+            for name in ("pose", "pose_visibility", "pose_world", *PARTS[1:])
+        }
+        return dataclasses.replace(
+            first,
+            **arrays,
+            present={k: np.concatenate([p.present[k] for p in parts]) for k in PARTS},
+            detected={k: np.concatenate([p.detected[k] for p in parts]) for k in PARTS},
+        )
+
     def save(self, path: str | Path) -> None:
         """Write an ``.npz`` (written whole to a temporary name, then renamed)."""
         from anchorgen.io.atomic import atomic_path

@@ -19,7 +19,7 @@ from anchorgen.errors import ConfigError
 PARTS = ("body", "face")
 CODECS = ("pixel_unshuffle", "vae")
 APPEARANCE_ENCODERS = ("cnn", "clip")
-PREDICTION_TYPES = ("epsilon", "v_prediction")
+PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 NOISE_SCHEDULES = ("scaled_linear", "linear", "shifted_cosine")
 STAGES = ("pretrain", "finetune")
 PRECISIONS = ("auto", "bf16", "fp16", "no")
@@ -88,7 +88,8 @@ class ModelConfig(BaseConfig):
     appearance_grid: int = 4
     """CNN appearance encoder: tokens form a ``grid x grid`` map (N = grid**2 tokens)."""
     prediction_type: str = "v_prediction"
-    """What the network predicts: ``epsilon`` (eq. 1) or ``v_prediction``."""
+    """What the network predicts: ``epsilon`` (eq. 1), ``v_prediction`` or ``sample`` (the clean
+    frame, x0: a short run still yields clean, if soft, frames instead of residual noise)."""
     noise_schedule: str = "shifted_cosine"
     """``scaled_linear``/``linear`` (SD1.5 betas) or ``shifted_cosine`` (cosine log-SNR shifted by
     ``2 * log(noise_shift)``, for pixel-space diffusion at high resolution)."""

@@ -154,6 +154,10 @@ def iter_frames(
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         base = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+        if start > 1.0:  # jump to the keyframe before ``start`` instead of decoding from 0
+            container.seek(
+                int((start + base - 1.0) / stream.time_base), stream=stream, backward=True
+            )
         k = 0
         pending: tuple[float, np.ndarray] | None = None
         frames = container.decode(stream)
@@ -177,6 +181,8 @@ def iter_frames(
             if t > stop + 1.0 / fps:
                 pending = None
                 break
+            if t < start - 1.0:
+                continue  # well before the range: no pixel conversion needed
             pending = (t, apply_rotation(frame.to_ndarray(format="rgb24"), info.rotation))
         if pending is not None:
             while start + k / fps < stop and start + k / fps <= pending[0] + 1.0 / fps:

@@ -10,6 +10,7 @@ temporary directory that is renamed to ``--out`` only when all of it succeeded.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import logging
 import time
@@ -62,6 +63,8 @@ class PrepareConfig(BaseConfig):
     """Feather width of the face inpainting mask, in face-crop pixels."""
     person_check_frames: int = 6
     """Frames sampled to check that exactly one person is in view."""
+    workers: int = 0
+    """Processes working on consecutive segments of the clip (0: one per CPU core)."""
 
     def __post_init__(self) -> None:
         require(
@@ -121,7 +124,7 @@ def prepare(
         )
 
     tick = time.perf_counter()
-    raw, mattes, matte_scale = _track(video, fps, config, info, progress)
+    raw, mattes = _track(video, fps, config, info, progress)
     timings["track_s"] = time.perf_counter() - tick
     num_frames = len(raw)
     _check_person(raw, video)
@@ -148,17 +151,7 @@ def prepare(
             (tmp / sub).mkdir(parents=True)
         tick = time.perf_counter()
         face_affines = _write_frames(
-            tmp,
-            video,
-            fps,
-            config,
-            box,
-            info,
-            crop_landmarks,
-            mattes,
-            matte_scale,
-            condition_images,
-            progress,
+            tmp, video, fps, config, box, info, crop_landmarks, mattes, condition_images, progress
         )
         timings["write_s"] = time.perf_counter() - tick
         np.save(tmp / "face_affines.npy", face_affines)
@@ -209,26 +202,103 @@ def prepare(
     return out
 
 
+def _segments(count: int, workers: int) -> list[tuple[int, int]]:
+    """Split frames [0, count) into ``workers`` consecutive [a, b) ranges of near-equal size."""
+    bounds = np.linspace(0, count, max(1, min(workers, count)) + 1).round().astype(int)
+    return [(int(a), int(b)) for a, b in itertools.pairwise(bounds) if b > a]
+
+
+def _segment_times(config: PrepareConfig, fps: float, stop: float, a: int, b: int, last: bool):
+    """Start and end seconds that make ``iter_frames`` yield exactly output frames a..b-1."""
+    return config.start + a / fps, stop if last else config.start + (b - 0.5) / fps
+
+
+def _run_segments(
+    function, jobs: list[tuple], total: int, description: str, progress: bool
+) -> list:
+    """Run ``function(job, report)`` for each job, in processes when there are several;
+    ``report(n)`` advances one shared progress bar (with ETA)."""
+    import multiprocessing
+    import queue as queue_module
+    from concurrent.futures import ProcessPoolExecutor, wait
+
+    bar = tqdm(total=total, desc=description, unit="frame", disable=not progress)
+    if len(jobs) == 1:
+        result = [function(jobs[0], bar.update)]
+        bar.close()
+        return result
+    context = multiprocessing.get_context("spawn")  # MediaPipe and torch threads do not fork well
+    with context.Manager() as manager, ProcessPoolExecutor(len(jobs), mp_context=context) as pool:
+        updates = manager.Queue()
+        futures = [pool.submit(_with_queue, function, job, updates) for job in jobs]
+        pending = set(futures)
+        while pending:
+            _done, pending = wait(pending, timeout=0.25)
+            try:
+                while True:
+                    bar.update(updates.get_nowait())
+            except queue_module.Empty:
+                pass
+        bar.close()
+        return [f.result() for f in futures]
+
+
+def _with_queue(function, job, updates):
+    return function(job, updates.put)
+
+
 def _track(video, fps, config, info, progress):
-    """Pass 1: landmarks of every frame (source pixels) and down-scaled mattes."""
-    from anchorgen.prepare.holistic import count_faces_in_frames, track_frames
+    """Pass 1: landmarks of every frame (source pixels) and down-scaled mattes.
+
+    Consecutive segments of the clip are tracked in parallel processes; each restarts
+    MediaPipe's tracker at its first frame, which the smoothing pass evens out.
+    """
+    import os
+
+    from anchorgen.prepare.holistic import count_faces_in_frames
 
     matte_scale = min(1.0, MATTE_MAX_SIDE / max(info.width, info.height))
+    stop = info.duration if config.end is None else min(config.end, info.duration)
+    count = int(np.floor((stop - config.start) * fps - 1e-9)) + 1
+    check_at = np.linspace(0, count - 1, config.person_check_frames).round().astype(int)
+    segments = _segments(count, config.workers or os.cpu_count() or 1)
+    jobs = [
+        (
+            video,
+            fps,
+            (info.width, info.height),
+            *_segment_times(config, fps, stop, a, b, k == len(segments) - 1),
+            matte_scale,
+            [int(i - a) for i in check_at if a <= i < b],
+        )
+        for k, (a, b) in enumerate(segments)
+    ]
+    results = _run_segments(_track_segment, jobs, count, "landmarks", progress)
+    raw = LandmarkSequence.concatenate([r[0] for r in results])
+    mattes = [m for r in results for m in r[1]]
+    face_counts = count_faces_in_frames([f for r in results for f in r[2]])
+    if face_counts and np.median(face_counts) > 1:
+        raise InputError(
+            f"{video}: {int(np.median(face_counts))} faces in view on sampled frames; anchorgen needs a clip of one person"
+        )
+    return raw, mattes
+
+
+def _track_segment(job, report):
+    """Track one segment: (raw landmarks, uint8 mattes, frames sampled for the person check)."""
+    from anchorgen.prepare.holistic import track_frames
+
+    video, fps, image_size, t0, t1, matte_scale, check_at = job
     mattes: list[np.ndarray] = []
-    estimate = int((min(config.end or info.duration, info.duration) - config.start) * fps)
-    check_at = set(
-        np.linspace(0, max(estimate - 1, 0), config.person_check_frames)
-        .round()
-        .astype(int)
-        .tolist()
-    )
     sampled: list[np.ndarray] = []
+    wanted = set(check_at)
 
     def frames():
-        for i, frame in enumerate(video_io.iter_frames(video, fps, config.start, config.end)):
-            if i in check_at:
+        for i, frame in enumerate(video_io.iter_frames(video, fps, t0, t1)):
+            if i in wanted:
                 sampled.append(frame)
             yield frame
+            report(1)
 
     def keep_matte(_index: int, matte: np.ndarray) -> None:
         small = cv2.resize(
@@ -236,14 +306,8 @@ def _track(video, fps, config, info, progress):
         )
         mattes.append((np.clip(small, 0, 1) * 255).astype(np.uint8))
 
-    bar = tqdm(frames(), total=estimate, desc="landmarks", unit="frame", disable=not progress)
-    raw = track_frames(bar, fps, (info.width, info.height), on_matte=keep_matte, progress=False)
-    face_counts = count_faces_in_frames(sampled)
-    if face_counts and np.median(face_counts) > 1:
-        raise InputError(
-            f"{video}: {int(np.median(face_counts))} faces in view on sampled frames; anchorgen needs a clip of one person"
-        )
-    return raw, mattes, matte_scale
+    raw = track_frames(frames(), fps, image_size, on_matte=keep_matte, progress=False)
+    return raw, mattes, sampled
 
 
 def _check_person(raw: LandmarkSequence, video) -> None:
@@ -257,7 +321,7 @@ def _check_person(raw: LandmarkSequence, video) -> None:
 
 
 def _condition_source(conditions_dir, smplx_params, smplx_model, num_frames, fps, size):
-    """Condition images not drawn from landmarks: a folder as-is, or SMPL-X meshes."""
+    """Condition images not drawn from landmarks: a folder used as-is, or SMPL-X meshes."""
     if conditions_dir is not None:
         from anchorgen.motion.sources import ImageFolderFrames
 
@@ -266,72 +330,96 @@ def _condition_source(conditions_dir, smplx_params, smplx_model, num_frames, fps
             raise InputError(
                 f"{conditions_dir} has {len(frames)} images for {num_frames} video frames"
             )
-        return lambda i: frames[i : i + 1][0]
+        return frames
     if smplx_params is not None:
         from anchorgen.motion.smplx_motion import smplx_to_mesh_sequence
-        from anchorgen.prepare.render import render_mesh_frame
 
         meshes = smplx_to_mesh_sequence(smplx_params, smplx_model, size, fps=fps)
         if len(meshes) < num_frames:
             raise InputError(
                 f"{smplx_params} has {len(meshes)} frames for {num_frames} video frames"
             )
-        return lambda i: render_mesh_frame(meshes.vertices[i], meshes.faces, size)
+        return meshes
     return None
 
 
-def _write_frames(
-    tmp,
-    video,
-    fps,
-    config,
-    box,
-    info,
-    crop_landmarks,
-    mattes,
-    matte_scale,
-    condition_images,
-    progress,
-):
-    """Pass 2: cropped frames, renders, mattes, face crops and masks; returns face affines."""
-    from anchorgen.prepare.crop import apply_crop
-    from anchorgen.prepare.face import compose_affines, face_mask, warp_face
+def _condition_image(conditions, i: int, size: int) -> np.ndarray:
+    """Frame i of a folder of condition images or of a mesh sequence, (size, size, 3) uint8."""
+    from anchorgen.motion.smplx_motion import MeshSequence
+
+    if isinstance(conditions, MeshSequence):
+        from anchorgen.prepare.render import render_mesh_frame
+
+        return render_mesh_frame(conditions.vertices[i], conditions.faces, size)
+    return np.asarray(conditions[i : i + 1][0])
+
+
+def _write_frames(tmp, video, fps, config, box, info, crop_landmarks, mattes, conditions, progress):
+    """Pass 2, in parallel segments: cropped frames, renders, mattes, face crops and masks.
+
+    Returns the (T, 2, 3) crop -> face affines.
+    """
+    import os
 
     num_frames = len(crop_landmarks)
     affines = clip_face_affines(crop_landmarks, config.face_size)
+    stop = info.duration if config.end is None else min(config.end, info.duration)
+    segments = _segments(num_frames, config.workers or os.cpu_count() or 1)
+    jobs = [
+        (
+            tmp,
+            video,
+            fps,
+            config,
+            box,
+            (info.width, info.height),
+            crop_landmarks,
+            affines,
+            mattes[a:b],
+            conditions,
+            a,
+            b,
+            *_segment_times(config, fps, stop, a, b, k == len(segments) - 1),
+        )
+        for k, (a, b) in enumerate(segments)
+    ]
+    _run_segments(_write_segment, jobs, num_frames, "renders", progress)
+    return affines
+
+
+def _write_segment(job, report) -> None:
+    """Pass 2 for output frames a..b-1."""
+    from anchorgen.prepare.crop import apply_crop
+    from anchorgen.prepare.face import compose_affines, face_mask, warp_face
+
+    tmp, video, fps, config, box, size, landmarks, affines, mattes, conditions, a, b, t0, t1 = job
     to_crop = box.affine(config.size)
-    frames = video_io.iter_frames(video, fps, config.start, config.end)
-    for i, frame in enumerate(
-        tqdm(frames, total=num_frames, desc="renders", unit="frame", disable=not progress)
-    ):
-        if i >= num_frames:
-            break
+    for i, frame in zip(range(a, b), video_io.iter_frames(video, fps, t0, t1), strict=False):
         crop = apply_crop(frame, box, config.size, pad_mode=config.pad_mode)
-        if condition_images is None:
+        if conditions is None:
             render, face_render = landmark_renders(
-                crop_landmarks, i, affines[i], config.size, config.face_size
+                landmarks, i, affines[i], config.size, config.face_size
             )
         else:
-            render = condition_images(i)
+            render = _condition_image(conditions, i, config.size)
             face_render = warp_face(render, affines[i], config.face_size)
-        full_matte = cv2.resize(
-            mattes[i], (info.width, info.height), interpolation=cv2.INTER_LINEAR
-        )
+        full_matte = cv2.resize(mattes[i - a], size, interpolation=cv2.INTER_LINEAR)
         matte = apply_crop(full_matte[..., None], box, config.size, pad_mode="edge")[..., 0]
-        face_pts = _held_face(crop_landmarks, i)
         # the face crop comes from the full-resolution source frame, not the resized crop
         face = warp_face(frame, compose_affines(affines[i], to_crop), config.face_size)
+        mask = face_mask(
+            _held_face(landmarks, i), affines[i], config.face_size, config.face_feather_px
+        )
         name_jpg, name_png = frame_name(i, ".jpg"), frame_name(i, ".png")
         write_image(tmp / "frames" / name_jpg, crop)
         write_image(tmp / "renders" / name_png, render)
         write_image(tmp / "mattes" / name_png, matte)
         write_image(tmp / "face" / "frames" / name_jpg, face)
         write_image(tmp / "face" / "renders" / name_png, face_render)
-        mask = face_mask(face_pts, affines[i], config.face_size, config.face_feather_px)
         write_image(
             tmp / "face" / "masks" / name_png, (np.clip(mask, 0, 1) * 255).round().astype(np.uint8)
         )
-    return affines
+        report(1)
 
 
 def landmark_renders(
@@ -357,10 +445,9 @@ def rerender(root: str | Path, progress: bool = True, workers: int | None = None
 
     Renders are a pure function of the saved landmarks; this restores them after a copy that
     left them out (e.g. a transfer to a training machine) or after a renderer update.
-    Frames are rendered in ``workers`` processes (default: one per CPU).
+    Segments of frames are rendered in ``workers`` processes (default: one per CPU).
     """
     import os
-    from concurrent.futures import ProcessPoolExecutor
 
     from anchorgen.io.dataset import DatasetMeta
 
@@ -372,27 +459,24 @@ def rerender(root: str | Path, progress: bool = True, workers: int | None = None
         )
     for sub in ("renders", "face/renders"):
         (root / sub).mkdir(parents=True, exist_ok=True)
-    chunks = [range(s, min(s + 32, meta.num_frames)) for s in range(0, meta.num_frames, 32)]
-    workers = max(1, min(workers or os.cpu_count() or 1, len(chunks)))
-    bar = tqdm(total=meta.num_frames, desc="renders", unit="frame", disable=not progress)
-    with ProcessPoolExecutor(workers) as pool:
-        for done in pool.map(_rerender_chunk, [(root, chunk) for chunk in chunks]):
-            bar.update(done)
-    bar.close()
+    segments = _segments(meta.num_frames, workers or os.cpu_count() or 1)
+    _run_segments(
+        _rerender_segment, [(root, a, b) for a, b in segments], meta.num_frames, "renders", progress
+    )
 
 
-def _rerender_chunk(args: tuple[Path, range]) -> int:
+def _rerender_segment(job: tuple[Path, int, int], report) -> None:
     from anchorgen.io.dataset import DatasetMeta
 
-    root, chunk = args
+    root, a, b = job
     meta = DatasetMeta.load(root)
     landmarks = LandmarkSequence.load(root / "landmarks.npz")
     affines = np.load(root / "face_affines.npy", allow_pickle=False)
-    for i in chunk:
+    for i in range(a, b):
         render, face_render = landmark_renders(landmarks, i, affines[i], meta.size, meta.face_size)
         write_image(root / "renders" / frame_name(i, ".png"), render)
         write_image(root / "face" / "renders" / frame_name(i, ".png"), face_render)
-    return len(chunk)
+        report(1)
 
 
 def _held_face(seq: LandmarkSequence, i: int) -> np.ndarray:

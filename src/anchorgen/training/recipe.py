@@ -248,6 +248,8 @@ class DiffusionLoss(torch.nn.Module):
         noisy = self.scheduler.add_noise(latents, noise, timesteps)
         if model.config.prediction_type == "epsilon":
             target = noise
+        elif model.config.prediction_type == "sample":
+            target = latents
         else:
             target = self.scheduler.get_velocity(latents, noise, timesteps)
         inpaint = (inpaint_mask, masked_latents) if inpaint_mask is not None else None
