@@ -149,12 +149,14 @@ def test_real_hevc_clip(tmp_path):
 
 
 def test_parallel_segments_write_the_same_frames(sample_video, sample_dataset, tmp_path):
-    """Two processes on two halves of the clip put every frame in its own slot."""
+    """Two processes on two halves of the clip put every frame in its own slot; only the
+    tracker's restart at the seam may move landmarks (and so face alignment) a little."""
     single = prepare(sample_video, tmp_path / "single", FAST, progress=False)
-    for sub, suffix in (("frames", ".jpg"), ("face/frames", ".jpg")):
-        for i in (0, 15, 16, 31):
-            name = f"{i:06d}{suffix}"
-            assert (single / sub / name).read_bytes() == (sample_dataset / sub / name).read_bytes(), (sub, i)
+    for i in (0, 15, 16, 31):
+        name = f"{i:06d}.jpg"
+        assert (single / "frames" / name).read_bytes() == (sample_dataset / "frames" / name).read_bytes(), i
+    moved = np.abs(PreparedDataset(single).face_affines - PreparedDataset(sample_dataset).face_affines)
+    assert moved[:, :, 2].max() < 2.0 and moved[:, :, :2].max() < 0.02
 
 
 def test_rerender_restores_renders(sample_dataset, tmp_path):

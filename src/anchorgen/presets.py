@@ -357,7 +357,10 @@ def _scratch_256() -> TrainConfig:
         appearance_size=128,
         appearance_channels=(32, 64, 128, 128),
         appearance_grid=8,
-        prediction_type="v_prediction",
+        # x0 prediction: in a paired CPU run of the demo model (docs/BENCHMARKS.md) it gave
+        # 13.4 dB where v-prediction gave 8.2 dB after the same minutes; the kitchen run with
+        # v-prediction left residual noise. Not yet measured at this size on a GPU.
+        prediction_type="sample",
         noise_schedule="shifted_cosine",
         noise_shift=0.25,
     )
@@ -446,7 +449,8 @@ def _sd15() -> TrainConfig:
 def _demo() -> TrainConfig:
     """The CPU demo's body model (``anchorgen demo``): 128 px in pixel space (unshuffled to
     32x32x48), temporal layers on, sized to learn the embedded sample in a few CPU minutes.
-    Plain cosine noise (shift 1.0): short runs need training signal at low noise levels."""
+    Plain cosine noise (shift 1.0) and x0 prediction: a short run yields soft frames rather
+    than residual noise (docs/BENCHMARKS.md, "prediction type")."""
     model = ModelConfig(
         preset="demo",
         part="body",
@@ -465,6 +469,7 @@ def _demo() -> TrainConfig:
         appearance_size=64,
         appearance_channels=(16, 32, 64),
         appearance_grid=4,
+        prediction_type="sample",
         noise_shift=1.0,
     )
     return TrainConfig(
