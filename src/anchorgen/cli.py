@@ -492,7 +492,7 @@ def demo_command(
     out: Path = typer.Option(Path("demo_out"), "--out", "-o", help="Output directory (replaced)."),
     body_minutes: float = typer.Option(2.5, help="CPU minutes of body-model training."),
     face_minutes: float = typer.Option(1.0, help="CPU minutes of face-model training."),
-    steps: int = typer.Option(20, help="Denoising steps at generation."),
+    steps: int = typer.Option(10, help="Denoising steps at generation (paper: 20)."),
 ) -> None:
     from anchorgen.demo import DEMO_EPILOGUE, DemoPlan, run_demo, verdict
     from anchorgen.evaluation.report import metrics_table

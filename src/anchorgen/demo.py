@@ -29,8 +29,8 @@ class DemoPlan:
     """CPU minutes of body-model training."""
     face_minutes: float = 1.0
     """CPU minutes of face-model training."""
-    steps: int = 20
-    """Denoising steps at generation."""
+    steps: int = 10
+    """Denoising steps at generation (10 keeps the CPU demo within 10 minutes; paper: 20)."""
     seconds: float = DEMO_SECONDS
     """Length of the sample clip."""
 
