@@ -29,7 +29,9 @@ class Outer(BaseConfig):
 
 
 def test_unknown_key_lists_valid_keys():
-    with pytest.raises(ConfigError, match=r"unknown key\(s\) 'nmae'.*valid keys: inner, name, sizes"):
+    with pytest.raises(
+        ConfigError, match=r"unknown key\(s\) 'nmae'.*valid keys: inner, name, sizes"
+    ):
         Outer.from_dict({"nmae": "y"})
     with pytest.raises(ConfigError, match=r"valid keys: rate"):
         Outer.from_dict({"inner": {"speed": 1}})

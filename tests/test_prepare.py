@@ -23,7 +23,9 @@ FAST = PrepareConfig(size=128, face_size=128, fps=8, holdout_seconds=1.0, worker
 
 @pytest.fixture(scope="module")
 def sample_video(tmp_path_factory):
-    return write_sample_clip(tmp_path_factory.mktemp("clip") / "sample.mp4", seconds=4.0, fps=8, size=256)
+    return write_sample_clip(
+        tmp_path_factory.mktemp("clip") / "sample.mp4", seconds=4.0, fps=8, size=256
+    )
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +86,11 @@ def test_cli_refuses_existing_output_and_bad_files(sample_video, tmp_path):
     existing = tmp_path / "exists"
     existing.mkdir()
     result = _run_cli("prepare", str(sample_video), "--out", str(existing))
-    assert result.returncode == 2 and "already exists" in result.stderr and "--overwrite" in result.stderr
+    assert (
+        result.returncode == 2
+        and "already exists" in result.stderr
+        and "--overwrite" in result.stderr
+    )
     text = tmp_path / "notes.mp4"
     text.write_text("not a video")
     result = _run_cli("prepare", str(text), "--out", str(tmp_path / "x"))
@@ -112,7 +118,12 @@ def test_bad_inputs(sample_video, tmp_path):
     write_video(crowd, (np.hstack([sample_frame(i / 8, 192)] * 2) for i in range(32)), fps=8)
     with pytest.raises(InputError, match="faces in view"):
         prepare(crowd, tmp_path / "c", FAST, progress=False)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["crowd.mp4", "empty.mp4", "short.mp4", "truncated.mp4"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "crowd.mp4",
+        "empty.mp4",
+        "short.mp4",
+        "truncated.mp4",
+    ]
 
 
 def test_holdout_must_leave_training_frames(sample_video, tmp_path):
@@ -137,14 +148,28 @@ def test_reader_refuses_other_schema(sample_dataset, tmp_path):
 @pytest.mark.realdata
 def test_real_hevc_clip(tmp_path):
     video = shared_data("anchors/kitchen_presenter_20s.mp4")
-    out = prepare(video, tmp_path / "kitchen", PrepareConfig(size=128, face_size=128, fps=10, start=6, end=10), progress=False)
+    out = prepare(
+        video,
+        tmp_path / "kitchen",
+        PrepareConfig(size=128, face_size=128, fps=10, start=6, end=10),
+        progress=False,
+    )
     data = PreparedDataset(out)
     assert data.meta.num_frames == 40 and data.meta.source["codec"] == "hevc"
     report = json.loads((out / "report.json").read_text())
-    assert report["parts"]["pose"]["detected_rate"] > 0.95 and report["parts"]["face"]["detected_rate"] > 0.95
-    assert max(report["parts"]["left_hand"]["detected_rate"], report["parts"]["right_hand"]["detected_rate"]) > 0.5
+    assert (
+        report["parts"]["pose"]["detected_rate"] > 0.95
+        and report["parts"]["face"]["detected_rate"] > 0.95
+    )
+    assert (
+        max(
+            report["parts"]["left_hand"]["detected_rate"],
+            report["parts"]["right_hand"]["detected_rate"],
+        )
+        > 0.5
+    )
     # the portrait 1080x1920 frame is padded left and right to a square, and the padding is recorded
-    left, top, right, bottom = data.meta.crop["padding"]
+    left, _top, right, _bottom = data.meta.crop["padding"]
     assert left > 0 and right > 0 and not data.valid[:, 0].any() and data.valid[:, 64].all()
 
 
@@ -154,8 +179,12 @@ def test_parallel_segments_write_the_same_frames(sample_video, sample_dataset, t
     single = prepare(sample_video, tmp_path / "single", FAST, progress=False)
     for i in (0, 15, 16, 31):
         name = f"{i:06d}.jpg"
-        assert (single / "frames" / name).read_bytes() == (sample_dataset / "frames" / name).read_bytes(), i
-    moved = np.abs(PreparedDataset(single).face_affines - PreparedDataset(sample_dataset).face_affines)
+        assert (single / "frames" / name).read_bytes() == (
+            sample_dataset / "frames" / name
+        ).read_bytes(), i
+    moved = np.abs(
+        PreparedDataset(single).face_affines - PreparedDataset(sample_dataset).face_affines
+    )
     assert moved[:, :, 2].max() < 2.0 and moved[:, :, :2].max() < 0.02
 
 

@@ -90,7 +90,9 @@ def test_audio_is_muxed_with_matching_duration(tmp_path):
     audio = (0.2 * np.sin(np.arange(16000 * 3) / 16000 * 2 * np.pi * 300)).astype(np.float32)
     write_video(path, _numbered_frames(30), fps=25, audio=audio)  # video 1.2 s, audio longer
     decoded = read_audio(path)
-    assert abs(len(decoded) / 16000 - 1.2) <= 1 / 25 + 1024 / 16000  # within a frame + codec priming
+    assert (
+        abs(len(decoded) / 16000 - 1.2) <= 1 / 25 + 1024 / 16000
+    )  # within a frame + codec priming
     with av.open(str(path)) as c:
         assert c.streams.audio[0].codec_context.name == "aac"
 

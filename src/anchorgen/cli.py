@@ -493,11 +493,17 @@ def demo_command(
     body_minutes: float = typer.Option(2.5, help="CPU minutes of body-model training."),
     face_minutes: float = typer.Option(1.0, help="CPU minutes of face-model training."),
     steps: int = typer.Option(10, help="Denoising steps at generation (paper: 20)."),
+    seconds: float = typer.Option(8.0, help="Length of the sample clip (at least 4 s)."),
 ) -> None:
     from anchorgen.demo import DEMO_EPILOGUE, DemoPlan, run_demo, verdict
+    from anchorgen.errors import ConfigError
     from anchorgen.evaluation.report import metrics_table
 
-    plan = DemoPlan(body_minutes=body_minutes, face_minutes=face_minutes, steps=steps)
+    if seconds < 4.0:
+        raise ConfigError(f"--seconds must be at least 4 (2 s are held out), got {seconds}")
+    plan = DemoPlan(
+        body_minutes=body_minutes, face_minutes=face_minutes, steps=steps, seconds=seconds
+    )
     summary = run_demo(out, plan, echo=typer.echo)
     typer.echo(metrics_table({k: v for k, v in summary["results"].items()}))
     typer.echo(f"demo finished in {summary['demo_seconds'] / 60:.1f} min")
