@@ -67,8 +67,8 @@ def test_seed_makes_output_reproducible_and_label_is_optional(identity, tmp_path
     fa, fb, fc = _frames(a), _frames(b), _frames(c)
     assert np.array_equal(fa, fb)
     differs = np.abs(fa.astype(int) - fc.astype(int)).max(axis=(0, 3)) > 40  # (H, W)
-    rows, cols = np.nonzero(differs)
-    assert rows.min() > 64 and cols.min() > 32, "only the bottom-right label region changes"
+    rows, _cols = np.nonzero(differs)
+    assert rows.size > 0 and rows.min() > 96, "only the label's band at the bottom changes"
 
 
 def test_landmark_file_and_image_folder_motions(identity, tmp_path):

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from anchorgen.geometry import umeyama
 from anchorgen.landmarks import LandmarkSequence
 from anchorgen.prepare.smoothing import (
-    fit_similarity,
     interpolate_gaps,
     jitter,
     one_euro_filter,
@@ -147,7 +147,7 @@ def test_fit_similarity_recovers_transform():
     src = rng.normal(0, 50, (30, 2))
     angle = 0.7
     rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
-    scale, rotation, shift = fit_similarity(src, 1.3 * src @ rot.T + (10.0, -4.0))
+    scale, rotation, shift = umeyama(src, 1.3 * src @ rot.T + (10.0, -4.0))
     assert scale == pytest.approx(1.3) and np.allclose(rotation, rot)
     assert np.allclose(shift, (10.0, -4.0))
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from anchorgen.errors import InputError
+from anchorgen.geometry import umeyama
 from anchorgen.landmarks import LandmarkSequence
 from anchorgen.motion.retarget import (
     BONES,
@@ -15,7 +16,6 @@ from anchorgen.motion.retarget import (
     BodyProportions,
     neutral_face,
     retarget,
-    umeyama,
 )
 
 BODY_KINDS = ("shoulder_width", "upper_arm", "forearm", "torso", "neck", "hand", "thigh", "shin")

@@ -13,7 +13,6 @@ import dataclasses
 import logging
 import tempfile
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -290,29 +289,30 @@ class Motion:
         return len(self.conditions)
 
 
-def _render_chunk(args) -> list[tuple[np.ndarray, np.ndarray | None]]:
+def _render_segment(job, report) -> None:
+    """Render motion frames a..b-1 into the shared disk-backed arrays."""
     from anchorgen.prepare.pipeline import landmark_renders
-    from anchorgen.prepare.render import render_frame
 
-    landmarks, indices, affines, size, face_size = args
-    out = []
-    for i, affine in zip(indices, affines, strict=True):
-        if affine is None:
-            out.append((render_frame(landmarks.frame(i), size), None))
-        else:
-            out.append(landmark_renders(landmarks, i, affine, size, face_size))
-    return out
+    landmarks, affines, a, size, face_size, body_path, face_path = job
+    body = np.load(body_path, mmap_mode="r+")
+    face = np.load(face_path, mmap_mode="r+")
+    for k in range(len(landmarks)):
+        body[a + k], face[a + k] = landmark_renders(landmarks, k, affines[k], size, face_size)
+        report(1)
+    body.flush()
+    face.flush()
 
 
 def render_landmark_motion(
     landmarks: LandmarkSequence, size: int, face_size: int, workdir: Path, progress: bool = True
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Render a landmark motion into disk-backed arrays, in parallel processes.
+    """Render a landmark motion into disk-backed arrays, segments in parallel processes.
 
     Returns (conditions (N, size, size, 3), face conditions (N, S, S, 3), affines (N, 2, 3)).
     """
     import os
 
+    from anchorgen.parallel import run_segments, split_frames
     from anchorgen.prepare.pipeline import clip_face_affines
 
     n = len(landmarks)
@@ -321,44 +321,15 @@ def render_landmark_motion(
     if not landmarks.present["face"].any():
         raise InputError("the motion has no face in any frame")
     affines = clip_face_affines(landmarks, face_size)
-    body = np.lib.format.open_memmap(workdir / "conditions.npy", "w+", np.uint8, (n, size, size, 3))
-    face = np.lib.format.open_memmap(
-        workdir / "face_conditions.npy", "w+", np.uint8, (n, face_size, face_size, 3)
-    )
-    chunk = 16
+    body_path, face_path = workdir / "conditions.npy", workdir / "face_conditions.npy"
+    np.lib.format.open_memmap(body_path, "w+", np.uint8, (n, size, size, 3)).flush()
+    np.lib.format.open_memmap(face_path, "w+", np.uint8, (n, face_size, face_size, 3)).flush()
     jobs = [
-        (
-            landmarks.slice(s, min(s + chunk, n)),
-            range(min(chunk, n - s)),
-            affines[s : s + chunk],
-            size,
-            face_size,
-        )
-        for s in range(0, n, chunk)
+        (landmarks.slice(a, b), affines[a:b], a, size, face_size, body_path, face_path)
+        for a, b in split_frames(n, os.cpu_count() or 1)
     ]
-    workers = max(1, min(len(jobs), (os.cpu_count() or 1)))
-    bar = tqdm(total=n, desc="renders", unit="frame", disable=not progress)
-    with ProcessPoolExecutor(workers) if workers > 1 else _Inline() as pool:
-        for start, rendered in zip(range(0, n, chunk), pool.map(_render_chunk, jobs), strict=True):
-            for k, (render, face_render) in enumerate(rendered):
-                body[start + k] = render
-                face[start + k] = face_render
-            bar.update(len(rendered))
-    bar.close()
-    return body, face, affines
-
-
-class _Inline:
-    """A stand-in executor that maps in this process (one CPU)."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        return None
-
-    def map(self, fn, items):
-        return map(fn, items)
+    run_segments(_render_segment, jobs, n, "renders", progress)
+    return np.load(body_path, mmap_mode="r"), np.load(face_path, mmap_mode="r"), affines
 
 
 def load_motion(

@@ -31,6 +31,7 @@ import numpy as np
 from tqdm import tqdm
 
 from anchorgen.errors import InputError
+from anchorgen.geometry import umeyama
 from anchorgen.landmarks import LandmarkSequence
 
 SSIM_SIGMA = 1.5
@@ -375,20 +376,6 @@ def _face_index_sets() -> tuple[np.ndarray, np.ndarray]:
     expression = sorted({i for g in groups for edge in g for i in edge})
     rigid = sorted(set(range(NUM_FACE_MESH)) - set(expression))
     return np.array(expression), np.array(rigid)
-
-
-def umeyama(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """Similarity (s, R, t) minimising ||dst - (s R src + t)||^2 (Umeyama 1991). (N, 3) each."""
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    xs, xd = src - mu_s, dst - mu_d
-    cov = xd.T @ xs / len(src)  # (3, 3)
-    u, d, vt = np.linalg.svd(cov)
-    sign = np.eye(3)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        sign[2, 2] = -1.0
-    rot = u @ sign @ vt
-    scale = float(np.trace(np.diag(d) @ sign) / (xs**2).sum(1).mean())
-    return scale, rot, mu_d - scale * rot @ mu_s
 
 
 def _faces(face_pts: np.ndarray) -> np.ndarray:

@@ -24,6 +24,7 @@ import warnings
 import numpy as np
 
 from anchorgen.errors import InputError
+from anchorgen.geometry import umeyama
 from anchorgen.landmarks import LandmarkSequence
 
 # MediaPipe Pose indices.
@@ -184,26 +185,6 @@ def retarget(
         detected={k: np.asarray(v, bool).copy() for k, v in driver.detected.items()},
         image_size=tuple(props_t.image_size),
     )
-
-
-def umeyama(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Least-squares similarity ``dst ≈ s R src + t`` (Umeyama 1991), batched.
-
-    src, dst: (..., N, 3). Returns s (...,), R (..., 3, 3) proper rotations, t (..., 3).
-    """
-    src = np.asarray(src, np.float64)
-    dst = np.asarray(dst, np.float64)
-    mu_s, mu_d = src.mean(axis=-2), dst.mean(axis=-2)  # (..., 3)
-    xs, xd = src - mu_s[..., None, :], dst - mu_d[..., None, :]
-    cov = np.swapaxes(xd, -1, -2) @ xs / src.shape[-2]  # (..., 3, 3)
-    u, sig, vt = np.linalg.svd(cov)
-    d = np.ones(sig.shape)
-    d[..., 2] = np.sign(np.linalg.det(u) * np.linalg.det(vt))
-    rot = u @ (d[..., :, None] * vt)
-    var_s = (xs**2).sum(axis=(-1, -2)) / src.shape[-2]
-    scale = (sig * d).sum(axis=-1) / np.maximum(var_s, 1e-12)
-    trans = mu_d - scale[..., None] * (rot @ mu_s[..., None])[..., 0]
-    return scale, rot, trans
 
 
 def neutral_face(faces: np.ndarray, iterations: int = 3) -> np.ndarray:

@@ -10,7 +10,6 @@ temporary directory that is renamed to ``--out`` only when all of it succeeded.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 import logging
 import time
@@ -18,7 +17,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm.auto import tqdm
 
 from anchorgen import __version__
 from anchorgen.config import BaseConfig, require
@@ -27,6 +25,7 @@ from anchorgen.io import video as video_io
 from anchorgen.io.atomic import atomic_directory
 from anchorgen.io.dataset import SCHEMA_VERSION, DatasetMeta, frame_name, write_image
 from anchorgen.landmarks import PARTS, LandmarkSequence, transform_points
+from anchorgen.parallel import run_segments, split_frames
 
 log = logging.getLogger(__name__)
 
@@ -202,49 +201,9 @@ def prepare(
     return out
 
 
-def _segments(count: int, workers: int) -> list[tuple[int, int]]:
-    """Split frames [0, count) into ``workers`` consecutive [a, b) ranges of near-equal size."""
-    bounds = np.linspace(0, count, max(1, min(workers, count)) + 1).round().astype(int)
-    return [(int(a), int(b)) for a, b in itertools.pairwise(bounds) if b > a]
-
-
 def _segment_times(config: PrepareConfig, fps: float, stop: float, a: int, b: int, last: bool):
     """Start and end seconds that make ``iter_frames`` yield exactly output frames a..b-1."""
     return config.start + a / fps, stop if last else config.start + (b - 0.5) / fps
-
-
-def _run_segments(
-    function, jobs: list[tuple], total: int, description: str, progress: bool
-) -> list:
-    """Run ``function(job, report)`` for each job, in processes when there are several;
-    ``report(n)`` advances one shared progress bar (with ETA)."""
-    import multiprocessing
-    import queue as queue_module
-    from concurrent.futures import ProcessPoolExecutor, wait
-
-    bar = tqdm(total=total, desc=description, unit="frame", disable=not progress)
-    if len(jobs) == 1:
-        result = [function(jobs[0], bar.update)]
-        bar.close()
-        return result
-    context = multiprocessing.get_context("spawn")  # MediaPipe and torch threads do not fork well
-    with context.Manager() as manager, ProcessPoolExecutor(len(jobs), mp_context=context) as pool:
-        updates = manager.Queue()
-        futures = [pool.submit(_with_queue, function, job, updates) for job in jobs]
-        pending = set(futures)
-        while pending:
-            _done, pending = wait(pending, timeout=0.25)
-            try:
-                while True:
-                    bar.update(updates.get_nowait())
-            except queue_module.Empty:
-                pass
-        bar.close()
-        return [f.result() for f in futures]
-
-
-def _with_queue(function, job, updates):
-    return function(job, updates.put)
 
 
 def _track(video, fps, config, info, progress):
@@ -261,7 +220,7 @@ def _track(video, fps, config, info, progress):
     stop = info.duration if config.end is None else min(config.end, info.duration)
     count = int(np.floor((stop - config.start) * fps - 1e-9)) + 1
     check_at = np.linspace(0, count - 1, config.person_check_frames).round().astype(int)
-    segments = _segments(count, config.workers or os.cpu_count() or 1)
+    segments = split_frames(count, config.workers or os.cpu_count() or 1)
     jobs = [
         (
             video,
@@ -273,7 +232,7 @@ def _track(video, fps, config, info, progress):
         )
         for k, (a, b) in enumerate(segments)
     ]
-    results = _run_segments(_track_segment, jobs, count, "landmarks", progress)
+    results = run_segments(_track_segment, jobs, count, "landmarks", progress)
     raw = LandmarkSequence.concatenate([r[0] for r in results])
     mattes = [m for r in results for m in r[1]]
     face_counts = count_faces_in_frames([f for r in results for f in r[2]])
@@ -364,7 +323,7 @@ def _write_frames(tmp, video, fps, config, box, info, crop_landmarks, mattes, co
     num_frames = len(crop_landmarks)
     affines = clip_face_affines(crop_landmarks, config.face_size)
     stop = info.duration if config.end is None else min(config.end, info.duration)
-    segments = _segments(num_frames, config.workers or os.cpu_count() or 1)
+    segments = split_frames(num_frames, config.workers or os.cpu_count() or 1)
     jobs = [
         (
             tmp,
@@ -383,7 +342,7 @@ def _write_frames(tmp, video, fps, config, box, info, crop_landmarks, mattes, co
         )
         for k, (a, b) in enumerate(segments)
     ]
-    _run_segments(_write_segment, jobs, num_frames, "renders", progress)
+    run_segments(_write_segment, jobs, num_frames, "renders", progress)
     return affines
 
 
@@ -459,8 +418,8 @@ def rerender(root: str | Path, progress: bool = True, workers: int | None = None
         )
     for sub in ("renders", "face/renders"):
         (root / sub).mkdir(parents=True, exist_ok=True)
-    segments = _segments(meta.num_frames, workers or os.cpu_count() or 1)
-    _run_segments(
+    segments = split_frames(meta.num_frames, workers or os.cpu_count() or 1)
+    run_segments(
         _rerender_segment, [(root, a, b) for a, b in segments], meta.num_frames, "renders", progress
     )
 

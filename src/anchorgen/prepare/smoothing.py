@@ -12,6 +12,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from anchorgen.errors import InputError
+from anchorgen.geometry import umeyama
 from anchorgen.landmarks import PARTS, LandmarkSequence
 
 POSE_SHOULDERS = (11, 12)
@@ -129,20 +130,6 @@ def body_scale(points: np.ndarray, present: np.ndarray) -> float:
     return float(np.nanmedian(width))
 
 
-def fit_similarity(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """Least-squares 2D similarity dst ~ s R src + t (Umeyama 1991). src, dst: (N, 2).
-
-    Returns (s, R (2, 2), t (2,)).
-    """
-    src_mean, dst_mean = src.mean(axis=0), dst.mean(axis=0)
-    a, b = src - src_mean, dst - dst_mean
-    u, sv, vt = np.linalg.svd(b.T @ a / len(src))
-    d = np.diag([1.0, np.sign(np.linalg.det(u @ vt))])  # no reflections
-    rotation = u @ d @ vt
-    scale = float(np.trace(np.diag(sv) @ d) / a.var(axis=0).sum())
-    return scale, rotation, dst_mean - scale * rotation @ src_mean
-
-
 def smooth_face(
     face: np.ndarray,
     present: np.ndarray,
@@ -173,7 +160,7 @@ def smooth_face(
     for _ in range(2):  # generalized Procrustes: align every frame to the mean, re-average
         aligned = []
         for t in frames:
-            s, r, tr = fit_similarity(xy[t], mean_shape)
+            s, r, tr = umeyama(xy[t], mean_shape)
             aligned.append(s * xy[t] @ r.T + tr)
         mean_shape = np.mean(aligned, axis=0)
     radius = float(np.sqrt(mean_shape.var(axis=0).sum()))
@@ -181,7 +168,7 @@ def smooth_face(
     params = np.full((len(face), 5), np.nan)  # log s, angle, (t, mean z) / radius
     local = np.full(face.shape, np.nan)  # (T, 478, 3) in the mean face's frame, / radius
     for t in frames:
-        s, r, tr = fit_similarity(mean_shape, xy[t])  # face ~ s R local + tr
+        s, r, tr = umeyama(mean_shape, xy[t])  # face ~ s R local + tr
         depth = float(np.mean(face[t, :, 2]))
         params[t] = [np.log(s), np.arctan2(r[1, 0], r[0, 0]), *(tr / radius), depth / radius]
         local[t, :, :2] = (xy[t] - tr) @ r / (s * radius)
