@@ -320,7 +320,8 @@ GENERATE_HELP = """Render a trained identity driven by new motion, as a marked M
 --motion takes: a prepared dataset (its held-out part, or --split all), another person's
 video (tracked and retargeted to the identity), a landmark file (landmarks.npz, e.g. from
 `anchorgen motion`), a folder of condition images, a mesh-render video, or SMPL-X
-parameters (with --smplx-model). Every output carries a visible AI-generated label, an
+parameters (with --smplx-model). With --audio and no --motion, the identity's
+speech-to-motion model (MODEL/audio2motion) turns the speech into motion. Every output carries a visible AI-generated label, an
 invisible watermark (`anchorgen verify`) and MP4 metadata.
 
 Examples:
@@ -332,6 +333,8 @@ Examples:
   anchorgen generate --model runs/me --motion renders/ --audio speech.wav --out out.mp4
 
   anchorgen generate --model runs/me --motion data/me --out ablation.mp4 --no-temporal --no-face-enhance
+
+  anchorgen generate --model runs/me --audio speech.wav --out speech.mp4   # speech -> motion -> video
 """
 
 
@@ -340,7 +343,9 @@ def generate_command(
     model: Path = typer.Option(
         ..., "--model", "-m", help="Identity directory (body/ and face/ runs) or a body run."
     ),
-    motion: Path = typer.Option(..., "--motion", help="Motion source (see above)."),
+    motion: Path | None = typer.Option(
+        None, "--motion", help="Motion source (see above); omit to drive by --audio."
+    ),
     out: Path = typer.Option(..., "--out", "-o", help="Output MP4."),
     reference: Path | None = typer.Option(
         None, help="Appearance reference image (default: a training frame)."
@@ -348,6 +353,10 @@ def generate_command(
     audio: Path | None = typer.Option(None, help="Audio to mux (default: the motion's own)."),
     face_model: Path | None = typer.Option(
         None, help="Face run (default: MODEL/face when present)."
+    ),
+    speech_model: Path | None = typer.Option(
+        None,
+        help="Speech-to-motion run for --audio without --motion (default: MODEL/audio2motion).",
     ),
     dataset: Path | None = typer.Option(
         None, help="The identity's prepared dataset (default: from the run)."
@@ -388,6 +397,7 @@ def generate_command(
         out,
         cfg,
         face_model=face_model,
+        speech_model=speech_model,
         reference=reference,
         audio=audio,
         frames_dir=frames_dir,

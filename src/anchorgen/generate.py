@@ -563,12 +563,40 @@ def valid_region(identity: Identity) -> tuple[slice, slice]:
     return slice(top, bottom), slice(left, right)
 
 
+def speech_motion(
+    identity: Identity,
+    audio: str | Path,
+    speech_model: str | Path | None,
+    seed: int,
+    progress: bool,
+):
+    """Speech -> landmark motion of the identity (``anchorgen.motion.audio2motion``), in its crop."""
+    from anchorgen.motion.audio2motion import generate_motion, load_run
+
+    run = Path(speech_model) if speech_model else identity.run_dir.parent / "audio2motion"
+    if not run.is_dir():
+        raise InputError(
+            f"no speech-to-motion model at {run}: train one (anchorgen.motion.audio2motion, preset "
+            "'audio2motion') into MODEL/audio2motion, or pass --speech-model RUN"
+        )
+    model, _ = load_run(run)
+    return generate_motion(
+        model,
+        audio,
+        identity.train_landmarks,
+        fps=identity.dataset.meta.fps,
+        seed=seed,
+        progress=progress,
+    )
+
+
 def generate(
     model: str | Path,
-    motion: str | Path,
+    motion: str | Path | None,
     out: str | Path,
     config: GenerateConfig | None = None,
     *,
+    speech_model: str | Path | None = None,
     face_model: str | Path | None = None,
     reference: str | Path | None = None,
     audio: str | Path | None = None,
@@ -578,7 +606,11 @@ def generate(
     smplx_model: str | Path | None = None,
     progress: bool = True,
 ) -> dict:
-    """Render ``motion`` with the identity in ``model`` to ``out`` (MP4); returns a summary."""
+    """Render ``motion`` with the identity in ``model`` to ``out`` (MP4); returns a summary.
+
+    Without ``motion``, ``audio`` drives the identity through its speech-to-motion model
+    (``speech_model``, default MODEL/audio2motion): speech -> landmarks -> renders -> video.
+    """
     import time
 
     from anchorgen import __version__
@@ -596,6 +628,12 @@ def generate(
     tick = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="anchorgen-generate-") as scratch:
         work = Path(scratch)
+        if motion is None:
+            if audio is None:
+                raise InputError("give --motion, or --audio to drive the identity by speech")
+            motion = work / "speech_motion.npz"
+            speech_motion(identity, audio, speech_model, config.seed, progress).save(motion)
+            config = config.replace(retarget=False)  # already in the identity's own space
         motion_data = load_motion(
             motion, identity, config, work, split=split, smplx_model=smplx_model, progress=progress
         )
