@@ -272,6 +272,10 @@ def test_train_run_and_cli_end_to_end(tmp_path: Path, person, speech: np.ndarray
     assert result.exit_code == 0, result.output
     seq = LandmarkSequence.load(tmp_path / "m" / "landmarks.npz")
     assert 50 <= len(seq) <= 53 and seq.image_size == person.image_size  # AAC adds priming samples
+    from anchorgen.io.video import probe_video
+
+    rendered = probe_video(tmp_path / "m" / "conditions.mp4")
+    assert rendered.has_audio and round(rendered.duration * rendered.fps) == len(seq)
 
     metrics = evaluate_run(
         run,

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import typer
 
 from anchorgen import __version__
@@ -157,8 +158,18 @@ def motion(
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Replace an existing output directory."
     ),
+    render: bool = typer.Option(
+        True,
+        "--render/--no-render",
+        help="Also write out/conditions.mp4 (the motion's renders + speech).",
+    ),
 ) -> None:
-    """Speech -> landmark motion of the trained identity (out/landmarks.npz)."""
+    """Speech -> landmark motion of the trained identity (out/landmarks.npz), to inspect or edit
+    before rendering; out/conditions.mp4 shows it as condition renders with the speech.
+
+    Example: anchorgen motion --audio speech.wav --model runs/me/audio2motion --out motion/
+    then: anchorgen generate --model runs/me --motion motion/landmarks.npz --audio speech.wav --out out.mp4
+    """
     import json
 
     from anchorgen.io.atomic import atomic_directory
@@ -188,7 +199,26 @@ def motion(
         (tmp / "motion.json").write_text(
             json.dumps({**meta, "frames": len(seq), "fps": seq.fps}, indent=1)
         )
+        if render:
+            _write_condition_video(seq, audio, tmp / "conditions.mp4")
     typer.echo(f"wrote {len(seq)} frames of motion to {out / 'landmarks.npz'}")
+    if render:
+        typer.echo(f"and its condition renders with the speech to {out / 'conditions.mp4'}")
+
+
+def _write_condition_video(seq, audio: Path, path: Path) -> None:
+    """The motion as the condition renders the identity model sees, with the speech muxed."""
+    import tempfile
+
+    from anchorgen.generate import render_landmark_motion
+    from anchorgen.io.video import read_audio, write_video
+    from anchorgen.io.watermark import mark_frame, mp4_metadata
+
+    side = seq.image_size[0]
+    with tempfile.TemporaryDirectory(prefix="anchorgen-motion-") as scratch:
+        body, _face, _affines = render_landmark_motion(seq, side, 128, Path(scratch))
+        frames = (mark_frame(np.asarray(frame)) for frame in body)
+        write_video(path, frames, seq.fps, audio=read_audio(audio), metadata=mp4_metadata(None))
 
 
 # --- end speech-to-motion --------------------------------------------------------------------
