@@ -110,21 +110,29 @@ def source_256_mp4(astronaut_256, tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize(
-    "name,size", [("astronaut", 256), ("astronaut", 512), ("coffee", 400), ("camera", 512)]
+    "name,size,floor",
+    [
+        ("astronaut", 256, 34.0),
+        ("astronaut", 512, 40.0),
+        ("coffee", 400, 37.0),
+        ("camera", 512, 40.0),
+    ],
 )
-def test_watermark_psnr_at_least_40db(name, size):
+def test_watermark_psnr(name, size, floor):
+    """At least 40 dB from 512 px; small frames get a stronger mark (default_strength)."""
     image = cv2.resize(
         _rgb(getattr(skimage.data, name)()), (size, size), interpolation=cv2.INTER_AREA
     )
     marked = embed_watermark(image)
     assert marked.shape == image.shape and marked.dtype == np.uint8
-    assert 40.0 <= _psnr(image, marked) < 60.0  # small but really there
+    assert floor <= _psnr(image, marked) < 60.0  # small but really there
 
 
 def test_watermark_changes_luma_only():
     image = cv2.resize(skimage.data.coffee(), (320, 240), interpolation=cv2.INTER_AREA)
     delta = embed_watermark(image).astype(np.int16) - image
-    unclipped = (image > 10).all(axis=2) & (image < 245).all(axis=2)
+    margin = int(np.abs(delta).max()) + 1  # away from 0 and 255 no channel can clip
+    unclipped = (image > margin).all(axis=2) & (image < 255 - margin).all(axis=2)
     assert np.abs(delta[unclipped][:, 0] - delta[unclipped][:, 2]).max() == 0  # equal on R, G, B
 
 
@@ -141,6 +149,14 @@ def test_detected_after_crf28_half_resize_and_reencode_at_512(astronaut_512, tmp
     result = verify_video(second)
     assert result.detected and result.z_score > Z_THRESHOLD + 1.5
     assert result.p_value < 1e-7
+
+
+def test_detected_after_crf28_half_resize_and_reencode_at_256(marked_256_mp4, tmp_path):
+    """A scratch-256 output halved to 128 px and re-encoded still carries the mark."""
+    second = _write_mp4(tmp_path / "second.mp4", _half(_read_frames(marked_256_mp4)))
+    assert _read_frames(second)[0].shape == (128, 128, 3)
+    result = verify_video(second)
+    assert result.detected and result.z_score > Z_THRESHOLD + 1.0
 
 
 def test_not_detected_on_unmarked_source(source_256_mp4, astronaut_512):

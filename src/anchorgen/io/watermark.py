@@ -212,14 +212,24 @@ def _cell_amplitudes(work: np.ndarray, pattern: np.ndarray) -> np.ndarray:
     return amplitude
 
 
+def default_strength(height: int, width: int) -> float:
+    """RMS luma change for a frame size: ``DEFAULT_STRENGTH`` from 512 px up, growing to twice
+    that at 256 px and below, where a 0.5x resize + CRF 28 re-encode otherwise erases the
+    mark (measured at 256 px, 24 frames: z 3.3 at 2.2, 7.3 at 4.4 grey levels; PSNR 41 -> 35 dB)."""
+    return DEFAULT_STRENGTH * float(np.clip(512.0 / min(height, width), 1.0, 2.0))
+
+
 def embed_watermark(
-    frame: np.ndarray, strength: float = DEFAULT_STRENGTH, key: str = WATERMARK_KEY
+    frame: np.ndarray, strength: float | None = None, key: str = WATERMARK_KEY
 ) -> np.ndarray:
     """Return ``frame`` (H, W, 3) uint8 with the keyed luma pattern added.
 
-    ``strength`` is the RMS luma change in grey levels (PSNR ~ 20 log10(255 / strength)).
+    ``strength`` is the RMS luma change in grey levels (PSNR ~ 20 log10(255 / strength));
+    None picks :func:`default_strength` for the frame's size.
     """
     _check_frame(frame)
+    if strength is None:
+        strength = default_strength(*frame.shape[:2])
     if not 0.0 < strength <= 8.0:
         raise InputError(f"watermark strength must be in (0, 8] grey levels, got {strength}")
     height, width = frame.shape[:2]
@@ -265,7 +275,7 @@ def mark_frame(
     *,
     visible_label: bool = True,
     position: str = "bottom-right",
-    strength: float = DEFAULT_STRENGTH,
+    strength: float | None = None,
 ) -> np.ndarray:
     """Both marks in the right order: the label first, then the watermark over the whole frame."""
     if visible_label:
