@@ -194,3 +194,18 @@ def test_speech_drives_the_identity_without_a_motion(identity, tmp_path):
     assert abs(len(read_audio(tmp_path / "speech.mp4")) / 16000 - 2.0) <= 1 / 8 + 1024 / 16000
     with pytest.raises(InputError, match="--audio"):
         generate(model, None, tmp_path / "x.mp4", config, dataset=dataset, progress=False)
+
+
+def test_motion_is_extended_by_ping_pong(identity, tmp_path):
+    model, dataset = identity
+    motion = PreparedDataset(dataset).landmarks.slice(0, 6)
+    looped = motion.ping_pong(14)
+    # forwards 0..5, backwards 4..1, forwards again: no jump between neighbouring frames
+    expected = [0, 1, 2, 3, 4, 5, 4, 3, 2, 1, 0, 1, 2, 3]
+    assert np.array_equal(looped.face, motion.face[expected], equal_nan=True)
+    motion.save(tmp_path / "m.npz")
+    config = FAST.replace(motion_seconds=2.0, face_enhance=False)
+    summary = generate(
+        model, tmp_path / "m.npz", tmp_path / "o.mp4", config, dataset=dataset, progress=False
+    )
+    assert summary["frames"] == 16

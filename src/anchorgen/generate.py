@@ -54,6 +54,9 @@ class GenerateConfig(BaseConfig):
     """Seed of the initial noise: the same seed gives the same video."""
     retarget: bool = True
     """Scale driver landmarks to the identity's body proportions and face shape."""
+    motion_seconds: float | None = None
+    """Extend (or cut) a landmark or video motion to this length, playing it forwards and
+    backwards so there is no jump; None keeps the motion's own length."""
     visible_label: bool = True
     """Draw the 'AI-generated' label (the invisible watermark and metadata are always added)."""
     label_position: str = "bottom-right"
@@ -82,6 +85,10 @@ class GenerateConfig(BaseConfig):
             "bad label_position",
         )
         require(0 <= self.crf <= 51, "crf must be in [0, 51]")
+        require(
+            self.motion_seconds is None or self.motion_seconds > 0,
+            "motion_seconds must be positive",
+        )
 
 
 def resolve_device(name: str) -> torch.device:
@@ -364,6 +371,8 @@ def load_motion(
         else:
             driver = LandmarkSequence.load(path)
             audio = None
+        if config.motion_seconds is not None:
+            driver = driver.ping_pong(max(1, round(config.motion_seconds * driver.fps)))
         if config.retarget:
             from anchorgen.motion.retarget import retarget
 

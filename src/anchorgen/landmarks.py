@@ -120,6 +120,28 @@ class LandmarkSequence:
             image_size=(int(image_size[0]), int(image_size[1])),
         )
 
+    def ping_pong(self, length: int) -> LandmarkSequence:
+        """``length`` frames of this motion played forwards, backwards, forwards... (no jumps)."""
+        n = len(self)
+        cycle = (
+            np.concatenate([np.arange(n), np.arange(n - 2, 0, -1)]) if n > 1 else np.zeros(1, int)
+        )
+        order = cycle[np.arange(length) % len(cycle)]
+        return self.take(order)
+
+    def take(self, order: np.ndarray) -> LandmarkSequence:
+        """The frames at indices ``order`` (any length, repeats allowed)."""
+        arrays = {
+            name: getattr(self, name)[order]
+            for name in ("pose", "pose_visibility", "pose_world", *PARTS[1:])
+        }
+        return dataclasses.replace(
+            self,
+            **arrays,
+            present={k: v[order] for k, v in self.present.items()},
+            detected={k: v[order] for k, v in self.detected.items()},
+        )
+
     @classmethod
     def concatenate(cls, parts: list[LandmarkSequence]) -> LandmarkSequence:
         """Join sequences of one image space in time (e.g. segments tracked in parallel)."""
