@@ -224,6 +224,13 @@ def _write_condition_video(seq, audio: Path, path: Path) -> None:
 # --- end speech-to-motion --------------------------------------------------------------------
 
 
+def _settings(config_class, config_file: Path | None, options: dict, overrides: list[str]):
+    """A command's config: the file (or defaults), then its options that were given, then --set."""
+    base = config_class.load(config_file) if config_file else config_class()
+    given = [f"{key}={value}" for key, value in options.items() if value is not None]
+    return base.with_overrides(given + list(overrides))
+
+
 def main() -> None:
     """Console entry point: user-facing errors become one line on stderr and exit code 2."""
     try:
@@ -292,16 +299,19 @@ def prepare_command(
 ) -> None:
     from anchorgen.prepare.pipeline import PrepareConfig, prepare
 
-    base = PrepareConfig.load(config) if config else PrepareConfig()
-    explicit = [
-        f"size={size}",
-        f"face_size={face_size}",
-        f"start={start}",
-        f"holdout_seconds={holdout_seconds}",
-        *([f"fps={fps}"] if fps is not None else []),
-        *([f"end={end}"] if end is not None else []),
-    ]
-    cfg = base.with_overrides(explicit + list(set_))
+    cfg = _settings(
+        PrepareConfig,
+        config,
+        dict(
+            size=size,
+            face_size=face_size,
+            start=start,
+            end=end,
+            fps=fps,
+            holdout_seconds=holdout_seconds,
+        ),
+        set_,
+    )
     tick = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="anchorgen-sample-") as scratch:
         if video is None:
@@ -411,16 +421,15 @@ def generate_command(
 ) -> None:
     from anchorgen.generate import GenerateConfig, generate
 
-    base = GenerateConfig.load(config) if config else GenerateConfig()
-    explicit = [
-        f"num_inference_steps={steps}",
-        f"guidance_scale={guidance_scale}",
-        f"seed={seed}",
-        f"temporal={str(temporal).lower()}",
-        f"face_enhance={str(face_enhance).lower()}",
-        f"visible_label={str(visible_label).lower()}",
-    ]
-    cfg = base.with_overrides(explicit + list(set_))
+    options = dict(
+        num_inference_steps=steps,
+        guidance_scale=guidance_scale,
+        seed=seed,
+        temporal=temporal,
+        face_enhance=face_enhance,
+        visible_label=visible_label,
+    )
+    cfg = _settings(GenerateConfig, config, options, set_)
     summary = generate(
         model,
         motion,
@@ -495,7 +504,7 @@ def evaluate_command(
     from anchorgen.evaluation.run import evaluate
     from anchorgen.generate import GenerateConfig
 
-    cfg = GenerateConfig().with_overrides([f"num_inference_steps={steps}", f"seed={seed}", *set_])
+    cfg = _settings(GenerateConfig, None, dict(num_inference_steps=steps, seed=seed), set_)
     summary = evaluate(
         model,
         dataset,
