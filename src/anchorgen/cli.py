@@ -370,6 +370,8 @@ Examples:
 
   anchorgen generate --model runs/me --motion driver.mp4 --out driven.mp4 --seed 3
 
+  anchorgen generate --model runs/me --motion driver.mp4 --set motion_seconds=60 --out long.mp4
+
   anchorgen generate --model runs/me --motion renders/ --audio speech.wav --out out.mp4
 
   anchorgen generate --model runs/me --motion data/me --out ablation.mp4 --no-temporal --no-face-enhance
