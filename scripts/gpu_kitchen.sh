@@ -46,5 +46,5 @@ print(timings)
 PY
 tail -n 3 /root/runs/kitchen/body/train_log.csv /root/runs/kitchen/face/train_log.csv
 tar -C /root/runs --exclude=checkpoints -cf - kitchen | split -b 15M - $OUT/kitchen_runs.tar.part-
-tar -C /root -cf $OUT/holdout.tar holdout
+tar -C /root -cf - holdout | split -b 15M - $OUT/holdout.tar.part-  # 16 MiB per returned file
 ls -la $OUT
