@@ -159,6 +159,11 @@ def denoise_overlapped(
     Host memory: ``latents`` and the noise sum, plus a scheduler step's temporaries; a DDIM
     step is per frame without history, so it runs ``step_chunk`` frames at a time and
     updates ``latents`` in place (other schedulers step the whole sequence at once).
+
+    Several processes (``torch.distributed`` initialised, e.g. under ``torchrun``): each
+    rank denoises every world-size-th window batch, the per-frame noise sums are
+    all-reduced (Algorithm 1's sum over windows is exactly an all-reduce), and every rank
+    steps the scheduler identically, so all ranks hold the same latents as one process.
     """
     length = latents.shape[0]
     if len(conditions) != length:
@@ -166,7 +171,8 @@ def denoise_overlapped(
     device, dtype = model.device, model.dtype
     use_cfg = guidance_scale > 1.0
     count = window_counts(windows, length).to(latents.device)  # (N,)
-    batches = batch_windows(windows, windows_per_batch)
+    rank, world = _rank_and_world()
+    batches = batch_windows(windows, windows_per_batch)[rank::world]
     scheduler.set_timesteps(num_inference_steps, device=latents.device)
     timesteps = scheduler.timesteps
     bar = tqdm(
@@ -199,11 +205,34 @@ def denoise_overlapped(
                 add_window(noise_sum, start, stop, window_prediction[None])
             bar.set_postfix(step=f"{step_index + 1}/{len(timesteps)}")
             bar.update(1)
+        if world > 1:
+            _all_reduce_sum(noise_sum, device)
         latents = step_sequence(scheduler, noise_sum[0], count, t, latents, step_chunk)
         if callback is not None:
             callback(step_index, int(t), latents)
     bar.close()
     return latents
+
+
+def _rank_and_world() -> tuple[int, int]:
+    """(rank, world size) of the default process group, or (0, 1) without one."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _all_reduce_sum(tensor: torch.Tensor, device: torch.device) -> None:
+    """In-place sum over ranks; NCCL needs the data on the GPU, gloo takes host tensors."""
+    import torch.distributed as dist
+
+    if dist.get_backend() == "nccl" and tensor.device.type != "cuda":
+        on_device = tensor.to(device)
+        dist.all_reduce(on_device)
+        tensor.copy_(on_device)
+    else:
+        dist.all_reduce(tensor)
 
 
 def step_sequence(
