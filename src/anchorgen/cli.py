@@ -21,6 +21,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",  # help paragraphs reflow; examples stay one per line
 )
 
 
@@ -87,17 +88,22 @@ def verify(
 
 _TRAIN_HELP = """Train an identity model (SGDM body or face) or a stage-1 model; resumes by re-running.
 
-\b
 Examples:
-  anchorgen train --preset tiny --dry-run datasets=\\[data/me] output_dir=runs/tiny
-  anchorgen train --preset scratch-256 stage=pretrain datasets=\\[data/a,data/b] output_dir=runs/body-s1
-  anchorgen train --preset scratch-256 init_from=runs/body-s1 datasets=\\[data/me] output_dir=runs/me-body
-  anchorgen train --preset face datasets=\\[data/me] output_dir=runs/me-face steps=2000
-  anchorgen train --config runs/me-body/config.yaml          # resume (same command again)
-  accelerate launch --num_processes 8 -m anchorgen train --config run.yaml   # 8 GPUs
 
-Overrides are dotted key=value pairs parsed as YAML (model.temporal=false, batch_size=4);
-presets: tiny, scratch-256, face, sd15.
+  anchorgen train --preset tiny --dry-run "datasets=[data/me]" output_dir=runs/tiny
+
+  anchorgen train --preset scratch-256 stage=pretrain "datasets=[data/a,data/b]" output_dir=runs/body-s1
+
+  anchorgen train --preset scratch-256 init_from=runs/body-s1 "datasets=[data/me]" output_dir=runs/me/body
+
+  anchorgen train --preset face "datasets=[data/me]" output_dir=runs/me/face time_limit_minutes=15
+
+  anchorgen train --config runs/me/body/config.yaml    (resume: the same command again)
+
+  accelerate launch --num_processes 8 -m anchorgen train --config run.yaml    (8 GPUs)
+
+Overrides are dotted key=value pairs parsed as YAML (model.temporal=false, batch_size=4).
+Presets: tiny, demo, demo-face, scratch-256, face, sd15.
 """
 
 
@@ -167,8 +173,11 @@ def motion(
     """Speech -> landmark motion of the trained identity (out/landmarks.npz), to inspect or edit
     before rendering; out/conditions.mp4 shows it as condition renders with the speech.
 
-    Example: anchorgen motion --audio speech.wav --model runs/me/audio2motion --out motion/
-    then: anchorgen generate --model runs/me --motion motion/landmarks.npz --audio speech.wav --out out.mp4
+    Examples:
+
+      anchorgen motion --audio speech.wav --model runs/me/audio2motion --out motion/
+
+      anchorgen generate --model runs/me --motion motion/landmarks.npz --audio speech.wav --out out.mp4
     """
     import json
 
@@ -524,7 +533,7 @@ def evaluate_command(
 
 # --- demo ------------------------------------------------------------------------------
 
-DEMO_HELP = """Run the whole chain on the embedded sample clip, on the CPU (about 10 minutes).
+DEMO_HELP = """Run the whole chain on the embedded sample clip, on the CPU (about 7 minutes on 2 cores).
 
 prepare -> train (a small body and face model, a few minutes) -> generate a new motion ->
 evaluate the held-out part. Needs no file from you: the sample is scikit-image's astronaut
