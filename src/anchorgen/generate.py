@@ -28,6 +28,9 @@ from anchorgen.landmarks import LandmarkSequence
 log = logging.getLogger(__name__)
 
 
+MOTION_KINDS = ("auto", "dataset", "video", "landmarks", "image_folder", "mesh_video", "smplx")
+
+
 @dataclasses.dataclass
 class GenerateConfig(BaseConfig):
     """Settings of ``anchorgen generate`` (diffusers argument names where they exist)."""
@@ -54,6 +57,10 @@ class GenerateConfig(BaseConfig):
     """Seed of the initial noise: the same seed gives the same video."""
     retarget: bool = True
     """Scale driver landmarks to the identity's body proportions and face shape."""
+    motion_kind: str = "auto"
+    """What --motion is: 'auto' (detected), 'dataset', 'video' (a person, tracked and
+    retargeted), 'landmarks', 'image_folder', 'mesh_video' (renders used as-is) or 'smplx'.
+    Mesh-render detection is a heuristic: name the kind when it guesses wrong."""
     motion_seconds: float | None = None
     """Extend (or cut) a landmark or video motion to this length, playing it forwards and
     backwards so there is no jump; None keeps the motion's own length."""
@@ -356,7 +363,9 @@ def load_motion(
     if not path.exists():
         raise InputError(f"motion not found: {path}")
     size, face_size = identity.size, identity.face_size
-    if path.suffix == ".npz" and path.is_file() and _is_landmark_file(path):
+    if config.motion_kind != "auto":
+        kind = config.motion_kind
+    elif path.suffix == ".npz" and path.is_file() and _is_landmark_file(path):
         kind = "landmarks"
     else:
         kind = detect_motion_kind(path)
@@ -384,10 +393,21 @@ def load_motion(
         body, face, affines = render_landmark_motion(driver, size, face_size, workdir, progress)
         return Motion(body, driver.fps, driver.face, affines, face, audio)
     if kind in ("image_folder", "mesh_video"):
-        frames = _condition_frames(path, kind, size, workdir)
-        audio = video_io.read_audio(path) if kind == "mesh_video" else None
-        fps = frames.fps if hasattr(frames, "fps") else 25.0
-        return Motion(_spool_all(frames, workdir / "conditions.npy"), fps, audio=audio)
+        if kind == "image_folder":
+            from anchorgen.motion.sources import ImageFolderFrames
+
+            folder = ImageFolderFrames(path, size=size)
+            frames = (np.asarray(folder[i : i + 1][0]) for i in range(len(folder)))
+            return Motion(_spool(frames, workdir / "conditions.npy", len(folder)), folder.fps)
+        from anchorgen.motion.sources import letterbox
+
+        info = video_io.probe_video(path)
+        frames = (letterbox(frame, size) for frame in video_io.iter_frames(path))
+        return Motion(
+            _spool_stream(frames, workdir / "conditions.npy"),
+            info.fps,
+            audio=video_io.read_audio(path),
+        )
     if kind == "smplx":
         if smplx_model is None:
             raise InputError("SMPL-X motion needs --smplx-model (your SMPLX_NEUTRAL.npz)")
@@ -454,22 +474,6 @@ def _dataset_motion(data, split, size, face_size, config, identity, workdir, pro
     )
 
 
-def _condition_frames(path: Path, kind: str, size: int, workdir: Path):
-    from anchorgen.motion.sources import ImageFolderFrames, letterbox
-
-    if kind == "image_folder":
-        return ImageFolderFrames(path, size=size)
-    info = video_io.probe_video(path)
-    frames = [letterbox(f, size) for f in video_io.iter_frames(path)]
-    return _ListFrames(frames, info.fps)
-
-
-class _ListFrames(list):
-    def __init__(self, frames, fps):
-        super().__init__(frames)
-        self.fps = fps
-
-
 def _spool(frames: Iterator[np.ndarray], path: Path, count: int) -> np.ndarray:
     from anchorgen.pipelines.anchor import spool_frames
 
@@ -478,9 +482,17 @@ def _spool(frames: Iterator[np.ndarray], path: Path, count: int) -> np.ndarray:
     return spool_frames(frames, path, count)
 
 
-def _spool_all(frames, path: Path) -> np.ndarray:
-    count = len(frames)
-    return _spool((np.asarray(frames[i]) for i in range(count)), path, count)
+def _spool_stream(frames: Iterator[np.ndarray], path: Path) -> np.ndarray:
+    """Spool frames of unknown count to disk one by one; returns them as a (N, H, W, 3) memmap."""
+    count, shape = 0, None
+    with open(path, "wb") as raw:
+        for frame in frames:
+            shape = frame.shape
+            raw.write(np.ascontiguousarray(frame, np.uint8).tobytes())
+            count += 1
+    if count == 0:
+        raise InputError("the motion is empty (zero frames)")
+    return np.memmap(path, np.uint8, "r", shape=(count, *shape))
 
 
 # -------------------------------------------------------------------------- generation
