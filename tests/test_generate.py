@@ -242,3 +242,23 @@ def test_evaluate_with_ablations(identity, tmp_path):
     assert results["w/o face enhancement"]["psnr"] != results["anchorgen"]["psnr"]
     stored = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert stored["frames"] == 8 and (tmp_path / "eval" / "side_by_side.mp4").is_file()
+
+
+def test_evaluate_render_only_then_score(identity, tmp_path):
+    """--render-only writes frames without scoring; --renders scores them to the same numbers."""
+    import json
+
+    from anchorgen.evaluation.run import RENDER_INDEX, evaluate
+
+    model, dataset = identity
+    evaluate(model, dataset, tmp_path / "r", FAST, render_only=True, progress=False)
+    index = json.loads((tmp_path / "r" / RENDER_INDEX).read_text())
+    assert list(index["variants"]) == ["anchorgen"] and not (tmp_path / "r" / "metrics.json").exists()
+    scored = evaluate(model, dataset, tmp_path / "s", FAST, renders=tmp_path / "r", progress=False)
+    direct = evaluate(model, dataset, tmp_path / "d", FAST, progress=False)
+    assert scored["results"]["anchorgen"]["psnr"] == direct["results"]["anchorgen"]["psnr"]
+    assert scored["results"]["anchorgen"]["seconds"] == index["variants"]["anchorgen"]["seconds"]
+    frame = next((tmp_path / "r" / "00").iterdir())
+    frame.unlink()  # a missing frame is refused, not silently scored
+    with pytest.raises(InputError, match="frames, the held-out part has"):
+        evaluate(model, dataset, tmp_path / "x", FAST, renders=tmp_path / "r", progress=False)

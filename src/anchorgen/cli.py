@@ -480,6 +480,12 @@ Examples:
   anchorgen evaluate --model runs/me --dataset data/me --out eval/me --ablations
 
   anchorgen evaluate --model runs/me --dataset data/me --out eval/me --inception pt_inception.safetensors
+
+Render on a GPU machine, score elsewhere (scoring needs MediaPipe):
+
+  anchorgen evaluate --model runs/me --dataset data/me --out renders/me --ablations --render-only
+
+  anchorgen evaluate --model runs/me --dataset data/me --out eval/me --renders renders/me
 """
 
 
@@ -507,6 +513,17 @@ def evaluate_command(
     steps: int = typer.Option(20, help="Denoising steps."),
     seed: int = typer.Option(0, help="Seed of the generation."),
     overwrite: bool = typer.Option(False, help="Replace an existing output directory."),
+    render_only: bool = typer.Option(
+        False,
+        help="Only render every variant's frames and renders.json into --out (e.g. on a GPU "
+        "machine without MediaPipe); score them later with --renders.",
+    ),
+    renders: Path | None = typer.Option(
+        None, help="Score the frames a --render-only run wrote instead of generating."
+    ),
+    frame_format: str = typer.Option(
+        "png", help="Frame files of --render-only: png (lossless) or jpg (smaller)."
+    ),
     set_: list[str] = typer.Option(
         [], "--set", help="Override a generate setting: --set guidance_scale=2"
     ),
@@ -526,7 +543,15 @@ def evaluate_command(
         inception=inception,
         i3d=i3d,
         overwrite=overwrite,
+        render_only=render_only,
+        renders=renders,
+        frame_format=frame_format,
     )
+    if render_only:
+        for name, entry in summary["variants"].items():
+            typer.echo(f"{name}: {entry['frames']} frames in {entry['seconds']:.1f} s")
+        typer.echo(f"wrote {out}; score it with: anchorgen evaluate ... --renders {out}")
+        return
     typer.echo(metrics_table(summary["results"]))
     typer.echo(f"wrote {out / 'metrics.json'}, {out / 'metrics.md'} and {out / 'side_by_side.mp4'}")
 

@@ -16,6 +16,7 @@ import logging
 import math
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -131,6 +132,69 @@ def _render(identity, motion, config, work, progress) -> tuple[np.ndarray, float
     return frames, time.perf_counter() - tick
 
 
+MAIN = "anchorgen"
+SETTING_1 = "w/o two-stage training (Setting I)"
+
+
+def ablation_configs(config: GenerateConfig) -> dict[str, GenerateConfig]:
+    """The ablations of ``--ablations`` (Table II windows, no temporal, no face pass)."""
+    return {
+        "w/o temporal denoising": dataclasses.replace(config, temporal=False),
+        "w/o face enhancement": dataclasses.replace(config, face_enhance=False),
+        "ws 8 / os 2": dataclasses.replace(config, window_size=8, window_overlap=2),
+        "ws 16 / os 4": dataclasses.replace(config, window_size=16, window_overlap=4),
+        "ws 32 / os 8": dataclasses.replace(config, window_size=32, window_overlap=8),
+    }
+
+
+def _rendered_variants(
+    identity, motion, config, work, *, ablations, setting1_model, dataset, device, progress
+) -> Iterator[tuple[str, np.ndarray, float]]:
+    """(name, frames (T, H, W, 3), seconds) of anchorgen and each ablation, rendered one at a
+    time; an ablation equal to the main configuration reuses the main run."""
+    main, seconds = _render(identity, motion, config, work, progress)
+    yield MAIN, main, seconds
+    if not ablations:
+        return
+    for name, variant in ablation_configs(config).items():
+        if variant == config:
+            yield name, main, seconds
+        else:
+            yield (name, *_render(identity, motion, variant, work, progress))
+    if setting1_model is not None:
+        other = Identity.load(setting1_model, dataset=dataset, device=device)
+        other_motion = load_motion(dataset, other, config, work, split="holdout", progress=progress)
+        yield (SETTING_1, *_render(other, other_motion, config, work, progress))
+
+
+RENDER_INDEX = "renders.json"
+"""Index of a ``--render-only`` directory: generate config and, per variant, folder and seconds."""
+
+
+def _stored_variants(
+    renders: Path, size: int, length: int
+) -> Iterator[tuple[str, np.ndarray, float]]:
+    """The variants a ``--render-only`` run wrote to ``renders``, checked against the held-out part."""
+    from anchorgen.io.dataset import read_image
+
+    index_path = renders / RENDER_INDEX
+    if not index_path.is_file():
+        raise InputError(f"{renders} has no {RENDER_INDEX}: write it with evaluate --render-only")
+    for name, entry in json.loads(index_path.read_text())["variants"].items():
+        files = sorted((renders / entry["folder"]).glob("*.*"))
+        if len(files) != length:
+            raise InputError(
+                f"{renders / entry['folder']}: {len(files)} frames, the held-out part has {length}"
+            )
+        frames = np.stack([read_image(f) for f in files])
+        if frames.shape[1:3] != (size, size):
+            raise InputError(
+                f"{renders / entry['folder']}: frames are {frames.shape[2]}x{frames.shape[1]}, "
+                f"the model renders {size}x{size}"
+            )
+        yield name, frames, float(entry["seconds"])
+
+
 def evaluate(
     model: str | Path,
     dataset: str | Path,
@@ -143,12 +207,24 @@ def evaluate(
     i3d: str | Path | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    render_only: bool = False,
+    renders: str | Path | None = None,
+    frame_format: str = "png",
 ) -> dict:
-    """Score anchorgen and the baselines on ``dataset``'s held-out split; returns the results."""
-    from anchorgen.io.atomic import atomic_directory, atomic_write_text
-    from anchorgen.io.video import write_video
-    from anchorgen.io.watermark import mark_frame, mp4_metadata
+    """Score anchorgen and the baselines on ``dataset``'s held-out split; returns the results.
 
+    The work splits in two when the GPU machine cannot score (no MediaPipe there):
+    ``render_only`` writes every variant's frames (``frame_format`` "png", or "jpg" to
+    transfer less) and ``renders.json`` to ``out`` without scoring; ``renders`` then scores
+    such a directory instead of generating.
+    """
+    from anchorgen.io.atomic import atomic_directory, atomic_write_text
+    from anchorgen.io.dataset import write_image
+
+    if frame_format not in ("png", "jpg"):
+        raise InputError(f"frame_format must be 'png' or 'jpg', got {frame_format!r}")
+    if render_only and renders is not None:
+        raise InputError("--render-only writes renders; --renders reads them: give one of them")
     config = config or GenerateConfig()
     device = resolve_device(config.device)
     identity = Identity.load(model, dataset=dataset, device=device)
@@ -156,6 +232,78 @@ def evaluate(
     holdout = data.split_range("holdout")
     if len(holdout) == 0:
         raise InputError(f"{data.root} has no held-out frames: prepare it with --holdout-seconds")
+    size = identity.size
+    out = Path(out)
+    with (
+        tempfile.TemporaryDirectory(prefix="anchorgen-evaluate-") as scratch,
+        atomic_directory(out, overwrite=overwrite) as tmp,
+    ):
+        work = Path(scratch)
+        # the held-out conditions are loaded once and shared by every variant
+        motion = load_motion(data.root, identity, config, work, split="holdout", progress=progress)
+        variants = (
+            _stored_variants(Path(renders), size, len(holdout))
+            if renders is not None
+            else _rendered_variants(
+                identity,
+                motion,
+                config,
+                work,
+                ablations=ablations,
+                setting1_model=setting1_model,
+                dataset=data.root,
+                device=device,
+                progress=progress,
+            )
+        )
+        if render_only:
+            index = {}
+            for k, (name, frames, seconds) in enumerate(variants):
+                folder = f"{k:02d}"
+                (tmp / folder).mkdir()
+                for i, frame in enumerate(frames):
+                    write_image(tmp / folder / f"{i:06d}.{frame_format}", frame)
+                index[name] = {"folder": folder, "seconds": seconds, "frames": len(frames)}
+            summary = {
+                "model": str(Path(model)),
+                "dataset": str(data.root),
+                "device": str(device),
+                "generate_config": config.to_dict(),
+                "variants": index,
+            }
+            atomic_write_text(tmp / RENDER_INDEX, json.dumps(summary, indent=2))
+            return summary
+        summary = _score_variants(
+            variants,
+            identity,
+            motion,
+            holdout,
+            tmp,
+            inception=Path(inception) if inception else None,
+            i3d=Path(i3d) if i3d else None,
+            progress=progress,
+        )
+        summary.update(
+            model=str(Path(model)),
+            dataset=str(data.root),
+            device=str(device),
+            generate_config=config.to_dict(),
+        )
+        atomic_write_text(tmp / "metrics.json", json.dumps(summary, indent=2))
+        table = metrics_table(summary["results"])
+        atomic_write_text(
+            tmp / "metrics.md", f"# anchorgen evaluation: {data.root.name}\n\n{table}\n"
+        )
+    return summary
+
+
+def _score_variants(variants, identity, motion, holdout, out, *, inception, i3d, progress) -> dict:
+    """Score every variant and both baselines; write ``side_by_side.mp4`` to ``out``."""
+    from anchorgen.generate import rescale_face_affines
+    from anchorgen.io.video import write_video
+    from anchorgen.io.watermark import mark_frame, mp4_metadata
+
+    data = identity.dataset
     size, face_size = identity.size, identity.face_size
     truth = _resized([data.frame(i) for i in holdout], size)
     valid = (
@@ -164,14 +312,9 @@ def evaluate(
     fps = data.meta.fps
     truth_landmarks = detect_for_scoring(truth, fps, progress)
     crop_scale, face_scale = size / data.meta.size, face_size / data.meta.face_size
-    from anchorgen.generate import rescale_face_affines
-
     affines = rescale_face_affines(
         data.face_affines[holdout.start : holdout.stop], crop_scale, face_scale
     )
-    reference_face = identity.face_reference
-    inception = Path(inception) if inception else None
-    i3d = Path(i3d) if i3d else None
 
     def measure(frames: np.ndarray) -> dict:
         return score(
@@ -181,95 +324,47 @@ def evaluate(
             truth_landmarks,
             affines,
             face_size,
-            reference_face,
+            identity.face_reference,
             fps,
             inception=inception,
             i3d=i3d,
         )
 
     results: dict[str, dict] = {}
-    timings: dict[str, float] = {}
-    with tempfile.TemporaryDirectory(prefix="anchorgen-evaluate-") as scratch:
-        work = Path(scratch)
-        # the held-out conditions are loaded once and shared by every variant
-        motion = load_motion(data.root, identity, config, work, split="holdout", progress=progress)
-        generated, seconds = _render(identity, motion, config, work, progress)
-        results["anchorgen"] = measure(generated)
-        timings["anchorgen"] = seconds
-        train = data.split_range("train")
-        train_landmarks = to_model_space(data.landmarks.slice(train.start, train.stop), size)
-        query = to_model_space(data.landmarks.slice(holdout.start, holdout.stop), size)
-        picks = nearest_pose_retrieval(train_landmarks, query)
-        retrieval = _resized([data.frame(train.start + int(i)) for i in picks], size)
-        results["retrieval (nearest pose)"] = measure(retrieval)
-        results["reference repeated"] = measure(reference_repeat(identity.reference, len(holdout)))
-        if ablations:
-            variants = {
-                "w/o temporal denoising": dataclasses.replace(config, temporal=False),
-                "w/o face enhancement": dataclasses.replace(config, face_enhance=False),
-                "ws 8 / os 2": dataclasses.replace(config, window_size=8, window_overlap=2),
-                "ws 16 / os 4": dataclasses.replace(config, window_size=16, window_overlap=4),
-                "ws 32 / os 8": dataclasses.replace(config, window_size=32, window_overlap=8),
-            }
-            for name, variant in variants.items():
-                if variant == config:  # the main run already is this variant
-                    results[name], timings[name] = dict(results["anchorgen"]), timings["anchorgen"]
-                    continue
-                frames, seconds = _render(identity, motion, variant, work, progress)
-                results[name] = measure(frames)
-                timings[name] = seconds
-            if setting1_model is not None:
-                other = Identity.load(setting1_model, dataset=dataset, device=device)
-                other_motion = load_motion(
-                    data.root, other, config, work, split="holdout", progress=progress
-                )
-                frames, seconds = _render(other, other_motion, config, work, progress)
-                results["w/o two-stage training (Setting I)"] = measure(frames)
-                timings["w/o two-stage training (Setting I)"] = seconds
-            else:
-                results["w/o two-stage training (Setting I)"] = {
-                    "psnr": "not computed: pass --setting1-model RUN"
-                }
-        for name, seconds in timings.items():
-            results[name]["seconds"] = seconds
-            results[name]["seconds_per_frame"] = seconds / len(holdout)
+    main = None
+    for name, frames, seconds in variants:
+        results[name] = measure(frames)
+        results[name]["seconds"] = seconds
+        results[name]["seconds_per_frame"] = seconds / len(holdout)
+        main = frames if name == MAIN else main
+    if main is None:
+        raise InputError(f"no {MAIN!r} frames among the renders")
+    train = data.split_range("train")
+    train_landmarks = to_model_space(data.landmarks.slice(train.start, train.stop), size)
+    query = to_model_space(data.landmarks.slice(holdout.start, holdout.stop), size)
+    picks = nearest_pose_retrieval(train_landmarks, query)
+    retrieval = _resized([data.frame(train.start + int(i)) for i in picks], size)
+    floors = {
+        "retrieval (nearest pose)": measure(retrieval),
+        "reference repeated": measure(reference_repeat(identity.reference, len(holdout))),
+    }
+    if len(results) > 1 and SETTING_1 not in results:  # ablations without a Setting I run
+        results[SETTING_1] = {"psnr": "not computed: pass --setting1-model RUN"}
+    results = {MAIN: results.pop(MAIN), **floors, **results}
+    zoom = max(1, math.ceil(256 / size))  # small models: enlarge the panels to look at
 
-        out = Path(out)
-        with atomic_directory(out, overwrite=overwrite) as tmp:
-            clean = {
-                name: {k: _json_value(v) for k, v in row.items()} for name, row in results.items()
-            }
-            summary = {
-                "model": str(Path(model)),
-                "dataset": str(data.root),
-                "frames": len(holdout),
-                "fps": fps,
-                "image_size": size,
-                "device": str(device),
-                "generate_config": config.to_dict(),
-                "results": clean,
-            }
-            atomic_write_text(tmp / "metrics.json", json.dumps(summary, indent=2))
-            table = metrics_table(results)
-            atomic_write_text(
-                tmp / "metrics.md", f"# anchorgen evaluation: {data.root.name}\n\n{table}\n"
-            )
-            zoom = max(1, math.ceil(256 / size))  # small models: enlarge the panels to look at
+    def panel(k: int) -> np.ndarray:
+        row = np.hstack([truth[k], motion.conditions[k], main[k], retrieval[k]])
+        return mark_frame(np.repeat(np.repeat(row, zoom, axis=0), zoom, axis=1))
 
-            def panel(k: int) -> np.ndarray:
-                row = np.hstack([truth[k], motion.conditions[k], generated[k], retrieval[k]])
-                return mark_frame(np.repeat(np.repeat(row, zoom, axis=0), zoom, axis=1))
-
-            panels = (panel(k) for k in range(len(holdout)))
-            audio = None
-            write_video(
-                tmp / "side_by_side.mp4",
-                panels,
-                fps,
-                audio=audio,
-                metadata=mp4_metadata(str(model)),
-            )
-    return summary
+    write_video(
+        out / "side_by_side.mp4",
+        (panel(k) for k in range(len(holdout))),
+        fps,
+        metadata=mp4_metadata(str(identity.run_dir)),
+    )
+    clean = {name: {k: _json_value(v) for k, v in row.items()} for name, row in results.items()}
+    return {"frames": len(holdout), "fps": fps, "image_size": size, "results": clean}
 
 
 def _json_value(value):
