@@ -253,7 +253,9 @@ def test_evaluate_render_only_then_score(identity, tmp_path):
     model, dataset = identity
     evaluate(model, dataset, tmp_path / "r", FAST, render_only=True, progress=False)
     index = json.loads((tmp_path / "r" / RENDER_INDEX).read_text())
-    assert list(index["variants"]) == ["anchorgen"] and not (tmp_path / "r" / "metrics.json").exists()
+    assert (
+        list(index["variants"]) == ["anchorgen"] and not (tmp_path / "r" / "metrics.json").exists()
+    )
     scored = evaluate(model, dataset, tmp_path / "s", FAST, renders=tmp_path / "r", progress=False)
     direct = evaluate(model, dataset, tmp_path / "d", FAST, progress=False)
     assert scored["results"]["anchorgen"]["psnr"] == direct["results"]["anchorgen"]["psnr"]
