@@ -74,6 +74,9 @@ class GenerateConfig(BaseConfig):
     """H.264 constant rate factor of the output."""
     device: str = "auto"
     """'auto' (CUDA when available), 'cpu' or 'cuda[:N]'."""
+    dtype: str = "auto"
+    """Weights and activations: 'auto' (bfloat16 on CUDA, float32 on the CPU), 'float32',
+    'bfloat16' or 'float16'."""
 
     def __post_init__(self) -> None:
         require(self.num_inference_steps >= 1, "num_inference_steps must be >= 1")
@@ -93,9 +96,20 @@ class GenerateConfig(BaseConfig):
         )
         require(0 <= self.crf <= 51, "crf must be in [0, 51]")
         require(
+            self.dtype in ("auto", "float32", "bfloat16", "float16"),
+            f"dtype must be 'auto', 'float32', 'bfloat16' or 'float16', got {self.dtype!r}",
+        )
+        require(
             self.motion_seconds is None or self.motion_seconds > 0,
             "motion_seconds must be positive",
         )
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    """``GenerateConfig.dtype`` -> torch dtype; 'auto' is bfloat16 on CUDA, float32 elsewhere."""
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return getattr(torch, name)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -148,6 +162,7 @@ class Identity:
         reference: str | Path | None = None,
         dataset: str | Path | None = None,
         device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
     ) -> Identity:
         """``model_dir`` is an identity directory holding ``body/`` (and ``face/``) runs, or a
         body run itself. The reference frame comes from the run's dataset unless given."""
@@ -159,12 +174,12 @@ class Identity:
         body_dir = root / "body" if (root / "body").is_dir() else root
         if face_model_dir is None and (root / "face").is_dir():
             face_model_dir = root / "face"
-        body = StructureGuidedDiffusion.from_pretrained(body_dir).to(device).eval()
+        body = StructureGuidedDiffusion.from_pretrained(body_dir).to(device, dtype).eval()
         if body.inpainting:
             raise InputError(f"{body_dir} holds a face model; pass the body model as --model")
         face = None
         if face_model_dir is not None:
-            face = StructureGuidedDiffusion.from_pretrained(face_model_dir).to(device).eval()
+            face = StructureGuidedDiffusion.from_pretrained(face_model_dir).to(device, dtype).eval()
             if not face.inpainting:
                 raise InputError(f"{face_model_dir} is not a face (inpainting) model")
         data = PreparedDataset(dataset or _run_dataset(body_dir))
@@ -644,7 +659,12 @@ def generate(
         raise InputError(f"output directory does not exist: {out.parent}")
     device = resolve_device(config.device)
     identity = Identity.load(
-        model, face_model_dir=face_model, reference=reference, dataset=dataset, device=device
+        model,
+        face_model_dir=face_model,
+        reference=reference,
+        dataset=dataset,
+        device=device,
+        dtype=resolve_dtype(config.dtype, device),
     )
     tick = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="anchorgen-generate-") as scratch:

@@ -34,6 +34,7 @@ from anchorgen.generate import (
     generate_frames,
     load_motion,
     resolve_device,
+    resolve_dtype,
     to_model_space,
 )
 
@@ -162,7 +163,9 @@ def _rendered_variants(
         else:
             yield (name, *_render(identity, motion, variant, work, progress))
     if setting1_model is not None:
-        other = Identity.load(setting1_model, dataset=dataset, device=device)
+        other = Identity.load(
+            setting1_model, dataset=dataset, device=device, dtype=identity.body.dtype
+        )
         other_motion = load_motion(dataset, other, config, work, split="holdout", progress=progress)
         yield (SETTING_1, *_render(other, other_motion, config, work, progress))
 
@@ -227,7 +230,8 @@ def evaluate(
         raise InputError("--render-only writes renders; --renders reads them: give one of them")
     config = config or GenerateConfig()
     device = resolve_device(config.device)
-    identity = Identity.load(model, dataset=dataset, device=device)
+    dtype = resolve_dtype(config.dtype, device)
+    identity = Identity.load(model, dataset=dataset, device=device, dtype=dtype)
     data = identity.dataset
     holdout = data.split_range("holdout")
     if len(holdout) == 0:
