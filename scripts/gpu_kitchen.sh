@@ -1,50 +1,138 @@
 #!/usr/bin/env bash
-# GPU run behind docs/BENCHMARKS.md ("kitchen identity"): scratch-256 body + face models trained
-# on the first 16 s of the primary clip, then the held-out 4 s rendered (full, no face pass,
-# frame-wise) as unmarked JPEG frames (quality 97; the GPU machine has no PyAV) for scoring on
-# the CPU machine; the trained runs come back as a split tar (no checkpoints).
-# Inputs (carried): .whl (diffusers), gpu_data/pack/kitchen (a prepared dataset without renders),
-# gpu_data/pack/talkshow_60s.npz. Usage: bash scripts/gpu_kitchen.sh MINUTES
+# The GPU session behind docs/BENCHMARKS.md ("kitchen identity"): scratch-256 models of the
+# primary clip trained two-stage, the held-out 4 s rendered for every ablation, a 60 s
+# cross-person render and speech-driven renders. One warm machine, several `run` calls in a row
+# (each at most 10 minutes; training runs on in the background between calls):
+#
+#   bash scripts/gpu_kitchen.sh setup          install carried wheels, copy carried data packs to
+#                                              $ROOT/data, re-render their conditions, and train
+#                                              the sd15 preset (random weights) for one 512 px step
+#   bash scripts/gpu_kitchen.sh train P F      in the background: body stage 1 (news + talkshow +
+#                                              kitchen, matted) for P minutes, then stage 2 on
+#                                              kitchen for F minutes; a fine-tune-only body
+#                                              (Setting I) and the face model for P + F minutes
+#   bash scripts/gpu_kitchen.sh wait SECONDS   follow the logs until training ends or SECONDS pass
+#   bash scripts/gpu_kitchen.sh evaluate       held-out frames of every variant -> $OUT (JPEG, to
+#                                              be scored with `anchorgen evaluate --renders`)
+#   bash scripts/gpu_kitchen.sh export         the identity (body + face, no checkpoints) -> $OUT
+#   bash scripts/gpu_kitchen.sh cross          60 s render driven by another person -> $OUT
+#   bash scripts/gpu_kitchen.sh speech         renders driven by unseen speech -> $OUT
+#
+# Carried paths (ignored, never committed: derived from ../shared/data): .whl (diffusers),
+# .whl_av (PyAV, for the MP4 outputs), gpu_data/pack/{kitchen,news,talkshow} (prepared
+# datasets without renders), gpu_data/pack/talkshow_60s.npz (the driver's tracked landmarks,
+# played forwards and backwards to 60 s), gpu_data/pack/speech (wavs + audio2motion run).
+# The GPU machine has no MediaPipe: everything that tracks or scores runs on the CPU machine.
 set -euo pipefail
-minutes=${1:-5.5}
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1
-mkdir -p /root/data /root/runs/kitchen
-if [ ! -d /root/data/kitchen/renders ]; then  # a second call on the same machine resumes
-  cp -r gpu_data/pack/kitchen /root/data/kitchen && cp gpu_data/pack/talkshow_60s.npz /root/data/
-  python3 -c "from anchorgen.prepare.pipeline import rerender; rerender('/root/data/kitchen', progress=False)"
-fi
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
-common="datasets=[/root/data/kitchen] steps=100000 time_limit_minutes=$minutes ema_decay=0.995 checkpoint_every=1000 sample_every=100000 log_every=25"
-python3 -m anchorgen train --preset scratch-256 $common output_dir=/root/runs/kitchen/body > /root/body.log 2>&1 &
-python3 -m anchorgen train --preset face $common output_dir=/root/runs/kitchen/face > /root/face.log 2>&1 &
+ROOT=${ANCHORGEN_GPU_ROOT:-/root/anchorgen}
+BODY_PRESET=${BODY_PRESET:-scratch-256}
+FACE_PRESET=${FACE_PRESET:-face}
+EXTRA=${EXTRA:-}  # more key=value overrides for every training run (CPU rehearsals)
+OUT=${OUT:-$ROOT/out}
+SITE=/tmp/site
+for wheels in .whl .whl_av; do
+  if [ -d "$wheels" ] && ! [ -e "$SITE/.$wheels-installed" ]; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+      --target "$SITE" "$wheels"/*.whl && touch "$SITE/.$wheels-installed"
+  fi
+done
+export PYTHONPATH=$SITE:$PWD/src PYTHONUNBUFFERED=1
+mkdir -p "$ROOT/data" "$ROOT/runs" "$OUT"
+anchorgen() { python3 -m anchorgen "$@"; }
+
+case "${1:-}" in
+setup)
+  for pack in gpu_data/pack/*; do
+    name=$(basename "$pack")
+    [ -e "$ROOT/data/$name" ] || cp -r "$pack" "$ROOT/data/$name"
+    if [ -f "$ROOT/data/$name/meta.json" ] && ! [ -d "$ROOT/data/$name/renders" ]; then
+      python3 -c "from anchorgen.prepare.pipeline import rerender; rerender('$ROOT/data/$name', progress=False)"
+    fi
+  done
+  ls "$ROOT/data"
+  if [ "${SD15_STEP:-1}" = 1 ]; then
+    rm -rf "$ROOT/runs/sd15_step"
+    anchorgen train --preset sd15 model.pretrained=false steps=1 log_every=1 \
+      "datasets=[$ROOT/data/kitchen]" "output_dir=$ROOT/runs/sd15_step"
+    cat "$ROOT/runs/sd15_step/train_log.csv"
+    rm -rf "$ROOT/runs/sd15_step"
+  fi
+  ;;
+train)
+  stage1=${2:?minutes of stage 1}
+  stage2=${3:?minutes of stage 2}
+  total=$(python3 -c "print($stage1 + $stage2)")
+  common="steps=100000 ema_decay=0.998 checkpoint_every=500 sample_every=100000 log_every=50 $EXTRA"
+  cat > "$ROOT/train.sh" <<EOF
+set -x
+cd $PWD
+export PYTHONPATH=$PYTHONPATH PYTHONUNBUFFERED=1
+( python3 -m anchorgen train --preset $BODY_PRESET stage=pretrain $common num_workers=6 \
+    "datasets=[$ROOT/data/news,$ROOT/data/talkshow,$ROOT/data/kitchen]" \
+    time_limit_minutes=$stage1 output_dir=$ROOT/runs/stage1 > $ROOT/stage1.log 2>&1 &&
+  python3 -m anchorgen train --preset $BODY_PRESET stage=finetune $common num_workers=6 \
+    "datasets=[$ROOT/data/kitchen]" init_from=$ROOT/runs/stage1 \
+    time_limit_minutes=$stage2 output_dir=$ROOT/runs/kitchen/body > $ROOT/stage2.log 2>&1 ) &
+python3 -m anchorgen train --preset $BODY_PRESET stage=finetune freeze_temporal=false $common \
+  num_workers=6 "datasets=[$ROOT/data/kitchen]" time_limit_minutes=$total \
+  output_dir=$ROOT/runs/setting1/body > $ROOT/setting1.log 2>&1 &
+python3 -m anchorgen train --preset $FACE_PRESET $common num_workers=3 \
+  "datasets=[$ROOT/data/kitchen]" time_limit_minutes=$total \
+  output_dir=$ROOT/runs/kitchen/face > $ROOT/face.log 2>&1 &
 wait
-tail -c 300 /root/body.log; tail -c 300 /root/face.log
-python3 - <<'PY'
-import json, os, time, tempfile
-from pathlib import Path
-import numpy as np, torch
-from anchorgen.generate import GenerateConfig, Identity, generate_frames, load_motion
-import cv2
-out = Path(os.environ["OUT"])
-identity = Identity.load("/root/runs/kitchen", device="cuda")
-timings = {}
-for name, cfg in {"full": GenerateConfig(), "no_face": GenerateConfig(face_enhance=False),
-                  "framewise": GenerateConfig(temporal=False)}.items():
-    with tempfile.TemporaryDirectory() as work, torch.inference_mode():
-        motion = load_motion("/root/data/kitchen", identity, cfg, Path(work), progress=False)
-        torch.cuda.synchronize(); tick = time.perf_counter()
-        frames = np.stack(list(generate_frames(identity, motion, cfg, Path(work), progress=False)))
-        torch.cuda.synchronize(); timings[name] = time.perf_counter() - tick
-    folder = Path("/root/holdout") / name
-    folder.mkdir(parents=True, exist_ok=True)
-    for i, frame in enumerate(frames):
-        cv2.imwrite(str(folder / f"{i:06d}.jpg"), frame[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 97])
-timings["peak_gpu_gib"] = torch.cuda.max_memory_allocated() / 2**30
-json.dump(timings, open("/root/holdout/timings.json", "w"), indent=1)
-print(timings)
-PY
-tail -n 3 /root/runs/kitchen/body/train_log.csv /root/runs/kitchen/face/train_log.csv
-tar -C /root/runs --exclude=checkpoints -cf - kitchen | split -b 15M - $OUT/kitchen_runs.tar.part-
-tar -C /root -cf - holdout | split -b 15M - $OUT/holdout.tar.part-  # 16 MiB per returned file
-ls -la $OUT
+touch $ROOT/train.done
+EOF
+  rm -f "$ROOT/train.done"
+  setsid nohup bash "$ROOT/train.sh" > "$ROOT/train.log" 2>&1 < /dev/null &
+  echo "training started: stage 1 $stage1 min, stage 2 $stage2 min; logs in $ROOT/*.log"
+  ;;
+wait)
+  deadline=$((SECONDS + ${2:-540}))
+  while ! [ -e "$ROOT/train.done" ] && [ $SECONDS -lt $deadline ]; do
+    sleep 30
+    for log in stage1 stage2 setting1 face; do
+      [ -f "$ROOT/$log.log" ] && printf '%s: %s\n' "$log" "$(tail -c 2000 "$ROOT/$log.log" | tr '\r' '\n' | grep -v '^\s*$' | tail -n 1 | cut -c1-160)"
+    done
+    nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader 2>/dev/null || true
+  done
+  if [ -e "$ROOT/train.done" ]; then
+    echo "training finished"
+    for run in stage1 kitchen/body setting1/body kitchen/face; do
+      echo "== $run"; tail -n 2 "$ROOT/runs/$run/train_log.csv"
+    done
+    tail -n 5 "$ROOT/stage2.log" "$ROOT/face.log"
+  else
+    echo "still training"
+  fi
+  ;;
+evaluate)
+  ln -sfn "$ROOT/runs/kitchen/face" "$ROOT/runs/setting1/face"  # Setting I differs in the body only
+  anchorgen evaluate --model "$ROOT/runs/kitchen" --dataset "$ROOT/data/kitchen" \
+    --out "$ROOT/holdout" --ablations --setting1-model "$ROOT/runs/setting1" \
+    --render-only --frame-format jpg --overwrite
+  tar -C "$ROOT" -cf - holdout | split -b 15M - "$OUT/holdout.tar.part-"
+  ls -la "$OUT"
+  ;;
+export)
+  tar -C "$ROOT/runs" --exclude=checkpoints --exclude=audio2motion -cf - kitchen |
+    split -b 15M - "$OUT/kitchen_runs.tar.part-"
+  ls -la "$OUT"
+  ;;
+cross)
+  anchorgen generate --model "$ROOT/runs/kitchen" --dataset "$ROOT/data/kitchen" \
+    --motion "$ROOT/data/talkshow_60s.npz" --out "$OUT/cross_60s.mp4" --set windows_per_batch=8
+  ls -la "$OUT"
+  ;;
+speech)
+  [ -e "$ROOT/runs/kitchen/audio2motion" ] || cp -r "$ROOT/data/speech/audio2motion" "$ROOT/runs/kitchen/"
+  for speech in radio_speech talkshow_speech; do
+    anchorgen generate --model "$ROOT/runs/kitchen" --dataset "$ROOT/data/kitchen" \
+      --audio "$ROOT/data/speech/$speech.wav" --out "$OUT/$speech.mp4" --set windows_per_batch=8
+  done
+  ls -la "$OUT"
+  ;;
+*)
+  sed -n '2,25p' "$0"
+  exit 2
+  ;;
+esac

@@ -1,6 +1,10 @@
 from __future__ import annotations
 
 import os
+import resource
+import signal
+import subprocess
+import sys
 from fractions import Fraction
 
 import av
@@ -17,6 +21,7 @@ from anchorgen.io.video import (
     resample_times,
     write_video,
 )
+from tests.conftest import REPO
 
 
 def _numbered_frames(n, size=(48, 64)):
@@ -103,6 +108,36 @@ def test_writer_leaves_nothing_on_failure(tmp_path):
         writer.write(np.zeros((32, 32, 3), np.uint8))
         raise RuntimeError("disk full")
     assert os.listdir(tmp_path) == []
+
+
+def test_writer_on_a_full_disk_leaves_nothing(tmp_path):
+    """A real write failure inside the muxer (a file-size limit stands in for a full disk)
+    raises, and no file, complete-looking or partial, is left behind."""
+    script = tmp_path / "write.py"
+    script.write_text(
+        "import numpy as np\n"
+        "from anchorgen.io.video import VideoWriter\n"
+        "noise = np.random.default_rng(0).integers(0, 255, (60, 128, 128, 3), dtype=np.uint8)\n"
+        f"with VideoWriter({str(tmp_path / 'out.mp4')!r}, 25) as writer:\n"
+        "    for frame in noise:\n"
+        "        writer.write(frame)\n"
+    )
+
+    def limit_file_size() -> None:  # in the child: writes past 64 KiB fail with EFBIG
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (65536, 65536))
+
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    result = subprocess.run(
+        [sys.executable, "-B", str(script)],
+        preexec_fn=limit_file_size,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert result.returncode != 0 and "File too large" in result.stderr
+    assert os.listdir(tmp_path) == ["write.py"]
 
 
 def test_writer_refuses_missing_directory(tmp_path):

@@ -250,6 +250,9 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
+    except OSError as exc:  # disk full, permissions: outputs are atomic, nothing half-written
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(1)
     except typer.Abort:
         sys.exit(1)
     except typer.TyperException as exc:  # usage errors (typer bundles its own click)
