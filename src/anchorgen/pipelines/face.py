@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from anchorgen.errors import InputError
+from anchorgen.pipelines.accel import cache_frames
 from anchorgen.pipelines.anchor import (
     Inpainting,
     StepCallback,
@@ -114,6 +115,7 @@ class FacePipeline:
         latents: torch.Tensor | None = None,
         latents_device: str | torch.device = "cpu",
         decode_batch_size: int = 16,
+        condition_cache_bytes: int | None = None,
     ) -> Iterator[np.ndarray]:
         """Yield the enhanced video as uint8 (H, W, 3) frames, in order.
 
@@ -128,7 +130,10 @@ class FacePipeline:
         condition renders already in face space, (N, S, S) per frame, as the face model was
         trained on (``prepare`` renders them in face space); when None they are cut out of
         ``conditions`` with the affines. ``latents``: initial
-        noise for the M frames with a face, (M, C, h, w). Other arguments as ``AnchorPipeline``.
+        noise for the M frames with a face, (M, C, h, w). ``latents_device``: where the face
+        latents and the inpainting inputs live. ``condition_cache_bytes``: uint8
+        ``face_conditions`` up to this size are kept on the model's device
+        (``accel.cache_frames``). Other arguments as ``AnchorPipeline``.
         """
         conditions = as_frame_source(conditions)
         length = len(frames)
@@ -164,6 +169,13 @@ class FacePipeline:
         inpaint = self._inpainting_inputs(
             frames, with_face, affines, blend_mask, crop_size, decode_batch_size
         )
+        inpaint = Inpainting(
+            inpaint.mask.to(latents_device), inpaint.masked_latents.to(latents_device)
+        )
+        if face_conditions is not None:
+            face_conditions = cache_frames(
+                face_conditions, self.model.device, condition_cache_bytes
+            )
         face_latents = initial_latents(
             self.model,
             self.scheduler,

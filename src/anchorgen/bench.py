@@ -1,0 +1,754 @@
+"""``anchorgen bench``: the paper's rendering setting timed stage by stage (issue 6).
+
+Make-Your-Anchor+ Table IV / S3: 300 frames at 512 px, 20 DDIM steps, CFG 3.5, W_c 2,
+ws 16 / os 4 (Algorithm 1), face enhancement at 256 px (Algorithm 2). The models are built
+from their preset's config with random weights (no checkpoint needed): the architecture,
+not the weights, decides the cost. The motion is the embedded sample's landmarks, rendered
+and looped forwards and backwards to the requested length.
+
+Two paths run on the same models, seed and initial noise:
+
+- fast: the pipelines with every lever on (``anchorgen.pipelines.accel``): bf16 on CUDA,
+  channels-last, SDPA attention, ``windows_per_batch`` windows per forward with CFG folded
+  into the batch, conditions and latents kept on the device, the face pass batched across
+  frames, optional ``torch.compile``;
+- reference: the naive loop on the first ``reference_frames`` frames: one window per
+  forward, the two CFG halves as two forwards, eager, float32, latents and conditions on the
+  host. The fast path also runs on that prefix; the speed-up is the ratio of their seconds
+  per frame and the PSNR between their outputs checks that the fast path computes the same
+  video.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import datetime
+import gc
+import itertools
+import platform
+import resource
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from anchorgen.config import BaseConfig, require
+from anchorgen.pipelines.accel import COMPILE_MODES
+
+BENCH_PRESETS = ("auto", "sd15", "scratch-256", "tiny")
+STAGES = ("body_denoise", "decode", "face", "encode")
+SCHEMA_VERSION = 1
+_RUN_IDS = itertools.count()
+
+
+@dataclasses.dataclass
+class BenchConfig(BaseConfig):
+    """Settings of ``anchorgen bench`` (the paper's generation setting by default)."""
+
+    preset: str = "auto"
+    """'sd15' (the paper's SD1.5 architecture), 'scratch-256' (the from-scratch body and face
+    models) or 'tiny'; 'auto': sd15 on CUDA. Without CUDA the tiny preset runs."""
+    frames: int = 300
+    """Length of the benchmarked motion (paper: 300 frames)."""
+    reference_frames: int = 40
+    """Frames the naive reference (and the fast path, for the comparison) render; 0 skips it."""
+    num_inference_steps: int = 20
+    """DDIM steps (paper: 20)."""
+    guidance_scale: float = 3.5
+    """Classifier-free guidance on the appearance (paper: 3.5)."""
+    controlnet_conditioning_scale: float = 2.0
+    """W_c of eq. 2 (paper: 2.0)."""
+    window_size: int = 16
+    """Algorithm 1 ws (paper: 16)."""
+    window_overlap: int = 4
+    """Algorithm 1 os (paper: 4)."""
+    windows_per_batch: int = 4
+    """Fast path: body windows per forward pass (doubled by CFG)."""
+    face_windows_per_batch: int = 4
+    """Fast path: face batches of ``window_size`` frames per forward (the face model is frame-wise)."""
+    decode_batch_size: int = 16
+    """Fast path: frames per codec decode/encode call."""
+    dtype: str = "auto"
+    """Fast path weights: 'auto' (bfloat16 on CUDA, float32 on a CPU), 'float32', 'bfloat16', 'float16'."""
+    channels_last: bool = True
+    """Fast path: channels-last memory format for the convolutional networks."""
+    compile: str = "off"
+    """Fast path: torch.compile of UNet and structure branch: 'off', 'default' or
+    'reduce-overhead'; the compilation is paid in the warm-up and reported."""
+    condition_cache_mib: int = 1024
+    """Fast path: condition frames up to this size stay on the device as uint8 (else streamed)."""
+    warmup: bool | None = None
+    """Run one denoising step of each path's batch shapes before timing (None: on CUDA or when compiling)."""
+    source_frames: int = 24
+    """Frames of the embedded sample tracked for the motion (then looped to ``frames``)."""
+    fps: float = 25.0
+    """Frame rate of the motion and the encoded video."""
+    matmul_size: int = 0
+    """Side of the square matmul that measures the device's rate; 0: 8192 (bf16) on CUDA, 4096 (fp32) on a CPU."""
+    min_psnr: float = 35.0
+    """Fast vs reference PSNR (dB) at or above which the check passes."""
+    seed: int = 0
+    """Seed of the random weights and the initial noise."""
+    device: str = "auto"
+    """'auto' (CUDA when available), 'cpu' or 'cuda[:N]'."""
+
+    def __post_init__(self) -> None:
+        require(self.preset in BENCH_PRESETS, f"preset must be one of {BENCH_PRESETS}")
+        require(self.frames >= 1, "frames must be >= 1")
+        require(
+            0 <= self.reference_frames <= self.frames, "reference_frames must be in [0, frames]"
+        )
+        require(self.num_inference_steps >= 1, "num_inference_steps must be >= 1")
+        require(self.window_size >= 1, "window_size must be >= 1")
+        require(
+            0 <= self.window_overlap < self.window_size,
+            "window_overlap must be in [0, window_size)",
+        )
+        require(
+            self.windows_per_batch >= 1 and self.face_windows_per_batch >= 1,
+            "windows_per_batch and face_windows_per_batch must be >= 1",
+        )
+        require(self.decode_batch_size >= 1, "decode_batch_size must be >= 1")
+        require(
+            self.dtype in ("auto", "float32", "bfloat16", "float16"),
+            f"dtype must be 'auto', 'float32', 'bfloat16' or 'float16', got {self.dtype!r}",
+        )
+        require(self.compile in COMPILE_MODES, f"compile must be one of {COMPILE_MODES}")
+        require(self.condition_cache_mib >= 0, "condition_cache_mib must be >= 0")
+        require(self.source_frames >= 2, "source_frames must be >= 2")
+        require(self.fps > 0, "fps must be positive")
+        require(self.matmul_size >= 0, "matmul_size must be >= 0")
+
+
+# ----------------------------------------------------------------------------- models
+
+
+def bench_model_configs(preset: str) -> tuple[Any, Any]:
+    """(body, face) ``ModelConfig`` of a benchmark preset, random weights (``pretrained=False``).
+
+    sd15: the paper's body SGDM and a face SGDM of the same SD1.5 architecture with the
+    inpainting input (2C + 1 = 9 channels) at 256 px, frame-wise; scratch-256: the
+    ``scratch-256`` body and the ``face`` preset; tiny: the tiny preset with temporal layers at
+    64 px (the watermark's smallest frame) and its inpainting twin at 32 px.
+    """
+    from anchorgen.presets import get_preset
+
+    if preset == "sd15":
+        body = get_preset("sd15").model.replace(pretrained=False)
+        return body, body.replace(part="face", image_size=256, temporal=False)
+    if preset == "scratch-256":
+        return get_preset("scratch-256").model, get_preset("face").model
+    tiny = get_preset("tiny").model
+    return tiny.replace(temporal=True, image_size=64), tiny.replace(part="face")
+
+
+def build_models(preset: str, device: torch.device, seed: int) -> tuple[Any, Any]:
+    """Body and face ``StructureGuidedDiffusion`` in float32, initialised directly on ``device``."""
+    from anchorgen.models.sgdm import StructureGuidedDiffusion
+
+    body_config, face_config = bench_model_configs(preset)
+    torch.manual_seed(seed)
+    with torch.device(device):
+        body = StructureGuidedDiffusion.build(body_config).eval()
+        face = StructureGuidedDiffusion.build(face_config).eval()
+    return body.requires_grad_(False), face.requires_grad_(False)
+
+
+# ----------------------------------------------------------------------------- motion
+
+
+@dataclasses.dataclass
+class BenchMotion:
+    """The benchmark's motion in the models' spaces; frame arrays are disk-backed."""
+
+    conditions: np.ndarray
+    """(N, S, S, 3) uint8 condition renders at the body model's size."""
+    face_conditions: np.ndarray
+    """(N, Sf, Sf, 3) uint8 face-space renders at the face model's size."""
+    face_points: np.ndarray
+    """(N, 478, 3) face mesh per frame in body-model pixels."""
+    affines: np.ndarray
+    """(N, 2, 3) body frame -> aligned face crop."""
+    reference: np.ndarray
+    """(S, S, 3) uint8 appearance reference."""
+    face_reference: np.ndarray
+    """(Sf, Sf, 3) uint8 aligned face reference."""
+
+
+def ping_pong_order(unique: int, length: int) -> np.ndarray:
+    """(length,) indices playing ``unique`` frames forwards, backwards, forwards... without jumps."""
+    cycle = np.concatenate([np.arange(unique), np.arange(unique - 2, 0, -1)])
+    return cycle[np.arange(length) % len(cycle)]
+
+
+def sample_motion(
+    length: int, size: int, face_size: int, source_frames: int, fps: float, workdir: Path
+) -> BenchMotion:
+    """Track the embedded sample, render its ``source_frames`` frames once, loop them to ``length``.
+
+    The sample (``prepare.sample``) is tracked with MediaPipe Holistic at 512 px, smoothed,
+    cropped like a driver video and scaled to the body model's ``size``; each distinct frame
+    is rendered once (body and face space) and the ping-pong order spools ``length`` frames
+    to disk-backed arrays.
+    """
+    from anchorgen.errors import InputError
+    from anchorgen.pipelines.anchor import spool_frames
+    from anchorgen.prepare.crop import compute_clip_crop
+    from anchorgen.prepare.face import warp_face
+    from anchorgen.prepare.holistic import track_frames
+    from anchorgen.prepare.pipeline import clip_face_affines, landmark_renders
+    from anchorgen.prepare.sample import sample_frame
+    from anchorgen.prepare.smoothing import smooth_sequence
+
+    source = [sample_frame(i / fps, 512) for i in range(source_frames)]
+    raw = track_frames(source, fps, (512, 512), progress=False)
+    if not raw.detected["face"].all():
+        raise InputError("MediaPipe missed the sample's face; the benchmark motion needs it")
+    smoothed = smooth_sequence(raw)
+    box = compute_clip_crop(smoothed, (512, 512))
+    landmarks = smoothed.transformed(box.affine(size), (size, size))
+    affines = clip_face_affines(landmarks, face_size)  # (K, 2, 3)
+    renders = [
+        landmark_renders(landmarks, k, affines[k], size, face_size) for k in range(source_frames)
+    ]
+    order = ping_pong_order(source_frames, length)
+    conditions = spool_frames((renders[k][0] for k in order), workdir / "conditions.npy", length)
+    face_conditions = spool_frames(
+        (renders[k][1] for k in order), workdir / "face_conditions.npy", length
+    )
+    reference = _warp_image(source[0], box.affine(size), size)
+    return BenchMotion(
+        conditions=conditions,
+        face_conditions=face_conditions,
+        face_points=landmarks.face[order],
+        affines=affines[order],
+        reference=reference,
+        face_reference=warp_face(reference, affines[0], face_size),
+    )
+
+
+def _warp_image(image: np.ndarray, affine: np.ndarray, size: int) -> np.ndarray:
+    import cv2
+
+    return cv2.warpAffine(image, affine, (size, size), flags=cv2.INTER_AREA)
+
+
+# ----------------------------------------------------------------------------- measurement
+
+
+class StageTimer:
+    """Wall-clock seconds per named stage; on CUDA the device is synchronised at both ends."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.seconds: dict[str, float] = {}
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        self._sync()
+        start = time.perf_counter()
+        yield
+        self._sync()
+        self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+
+    @property
+    def total(self) -> float:
+        return sum(self.seconds.values())
+
+
+def matmul_tflops(device: torch.device, dtype: torch.dtype, size: int, repeats: int) -> float:
+    """Achieved TFLOP/s of a square ``size``^3 matmul (2 size^3 FLOPs each) after one warm-up."""
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    timer = StageTimer(device)
+    a @ b
+    with timer.stage("matmul"):
+        for _ in range(repeats):
+            a @ b
+    return 2 * size**3 * repeats / timer.total / 1e12
+
+
+def forward_flops(model: Any, frames: int, tokens: torch.Tensor) -> float:
+    """FLOPs of one guided forward over a window of ``frames`` frames (CFG folded: batch 2).
+
+    Counted with ``torch.utils.flop_counter.FlopCounterMode`` on the model's device and dtype.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    c, size = model.config.latent_channels, model.config.latent_size
+    image = model.config.image_size
+    kw = dict(device=model.device, dtype=model.dtype)
+    noisy = torch.randn(2, frames, c, size, size, **kw)
+    conditions = torch.rand(2, frames, 3, image, image, **kw)
+    inpaint = None
+    if model.inpainting:
+        inpaint = (
+            torch.ones(2, frames, 1, size, size, **kw),
+            torch.randn(2, frames, c, size, size, **kw),
+        )
+    timesteps = torch.full((2,), 500, device=model.device, dtype=torch.long)
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model.predict(noisy, timesteps, conditions, tokens.expand(2, -1, -1).to(**kw), 1.0, inpaint)
+    return float(counter.get_total_flops())
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR in dB between two uint8 videos of the same shape (capped by an MSE floor of 1e-10)."""
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return 10.0 * float(np.log10(255.0**2 / max(mse, 1e-10)))
+
+
+# ----------------------------------------------------------------------------- one rendering
+
+
+@dataclasses.dataclass
+class PathSettings:
+    """How one path runs the pipelines."""
+
+    windows_per_batch: int
+    face_windows_per_batch: int
+    decode_batch_size: int
+    latents_device: torch.device
+    condition_cache_bytes: int
+
+
+def render_video(
+    body: Any,
+    face: Any,
+    motion: BenchMotion,
+    config: BenchConfig,
+    settings: PathSettings,
+    length: int,
+    noise: torch.Tensor,
+    face_noise: torch.Tensor,
+    timer: StageTimer,
+    workdir: Path,
+    *,
+    steps: int | None = None,
+    video: Path | None = None,
+    progress: bool = True,
+) -> np.ndarray:
+    """Body denoise -> decode -> face enhancement (-> marked H.264 at ``video``), each timed.
+
+    Renders the first ``length`` frames; ``noise`` (>= length, C, h, w) and ``face_noise``
+    (>= faces, C, hf, wf) are the initial noise. Returns the final frames (length, H, W, 3)
+    uint8 as a disk-backed array (before the watermark).
+    """
+    from anchorgen.io.video import VideoWriter
+    from anchorgen.io.watermark import mark_frame
+    from anchorgen.pipelines.anchor import (
+        AnchorPipeline,
+        decode_latents,
+        spool_frames,
+        to_uint8_frames,
+    )
+    from anchorgen.pipelines.face import FacePipeline
+
+    steps = config.num_inference_steps if steps is None else steps
+    common = dict(
+        num_inference_steps=steps,
+        guidance_scale=config.guidance_scale,
+        controlnet_conditioning_scale=config.controlnet_conditioning_scale,
+        window_size=config.window_size,
+        window_overlap=config.window_overlap,
+        latents_device=settings.latents_device,
+        condition_cache_bytes=settings.condition_cache_bytes,
+        progress=progress,
+    )
+    conditions = motion.conditions[:length]
+    tag = f"{next(_RUN_IDS)}_{length}_{steps}"
+    with timer.stage("body_denoise"):
+        latents = AnchorPipeline(body, body.make_scheduler("ddim")).denoise(
+            motion.reference,
+            conditions,
+            temporal=body.is_temporal,
+            latents=noise[:length],
+            windows_per_batch=settings.windows_per_batch,
+            **common,
+        )
+    with timer.stage("decode"):
+        decoded = (
+            frame
+            for images in decode_latents(body, latents, settings.decode_batch_size, progress)
+            for frame in to_uint8_frames(images)
+        )
+        body_frames = spool_frames(decoded, workdir / f"body_{tag}.npy", length)
+    del latents
+    face_points, affines = motion.face_points[:length], motion.affines[:length]
+    faces = int(_has_face(face_points, affines).sum())
+    with timer.stage("face"):
+        enhanced = FacePipeline(face, face.make_scheduler("ddim")).enhance_frames(
+            body_frames,
+            motion.face_reference,
+            conditions,
+            face_points,
+            affines,
+            face_conditions=motion.face_conditions[:length],
+            crop_size=int(face.config.image_size),
+            feather_px=12.0 * int(face.config.image_size) / 256,
+            windows_per_batch=settings.face_windows_per_batch,
+            temporal=face.is_temporal,
+            latents=face_noise[:faces],
+            decode_batch_size=settings.decode_batch_size,
+            **common,
+        )
+        final = spool_frames(enhanced, workdir / f"final_{tag}.npy", length)
+    if video is not None:
+        with timer.stage("encode"), VideoWriter(video, config.fps) as writer:
+            for frame in final:
+                writer.write(mark_frame(np.ascontiguousarray(frame)))
+    return final
+
+
+def _has_face(face_points: np.ndarray, affines: np.ndarray) -> np.ndarray:
+    """(N,) bool: frames the face pass enhances (as ``FacePipeline.enhance_frames`` selects them)."""
+    return np.isfinite(affines).all(axis=(1, 2)) & np.isfinite(face_points[..., :2]).all(
+        axis=(1, 2)
+    )
+
+
+# ----------------------------------------------------------------------------- the benchmark
+
+
+def run_bench(
+    config: BenchConfig | None = None,
+    video: str | Path | None = None,
+    progress: bool = True,
+    echo: Callable[[str], None] = print,
+) -> dict:
+    """Run the benchmark; returns the result dictionary (``write_result`` stores it as JSON).
+
+    ``video``: keep the fast path's marked H.264 output there (default: a temporary file).
+    """
+    from anchorgen.generate import resolve_device
+    from anchorgen.pipelines.accel import NaiveModel, inference_dtype, optimize_model
+    from anchorgen.pipelines.anchor import appearance_tokens, image_to_unit_tensor
+    from anchorgen.pipelines.windows import window_schedule
+
+    config = config or BenchConfig()
+    device = resolve_device(config.device)
+    notes = []
+    preset = config.preset
+    if device.type != "cuda":
+        if preset not in ("auto", "tiny"):
+            notes.append(f"no CUDA device: the tiny preset runs instead of {preset}")
+        else:
+            notes.append("no CUDA device: the tiny preset runs on the CPU")
+        preset = "tiny"
+    elif preset == "auto":
+        preset = "sd15"
+    for note in notes:
+        echo(note)
+    fast_dtype = inference_dtype(config.dtype, device)
+    warmup = (
+        config.warmup
+        if config.warmup is not None
+        else (device.type == "cuda" or config.compile != "off")
+    )
+    setup = StageTimer(device)
+
+    with tempfile.TemporaryDirectory(prefix="anchorgen-bench-") as scratch:
+        work = Path(scratch)
+        echo(f"building the {preset} body and face models (random weights) on {device}")
+        with setup.stage("build_models"):
+            body32, face32 = build_models(preset, device, config.seed)
+        body_size, face_size = int(body32.config.image_size), int(face32.config.image_size)
+        echo(f"motion: the embedded sample, {config.frames} frames at {body_size} px")
+        with setup.stage("prepare_motion"):
+            motion = sample_motion(
+                config.frames, body_size, face_size, config.source_frames, config.fps, work
+            )
+        generator = torch.Generator("cpu").manual_seed(config.seed)
+        c, h = body32.config.latent_channels, body32.config.latent_size
+        noise = torch.randn(config.frames, c, h, h, generator=generator)
+        fc, fh = face32.config.latent_channels, face32.config.latent_size
+        face_noise = torch.randn(config.frames, fc, fh, fh, generator=generator)
+
+        with setup.stage("count_flops"):
+            body_tokens, _ = appearance_tokens(body32, image_to_unit_tensor(motion.reference)[None])
+            face_tokens, _ = appearance_tokens(
+                face32, image_to_unit_tensor(motion.face_reference)[None]
+            )
+            window = min(config.window_size, config.frames) if body32.is_temporal else 1
+            body_flops_per_frame = forward_flops(body32, window, body_tokens) / window
+            face_window = config.window_size if face32.is_temporal else 1
+            face_flops_per_frame = forward_flops(face32, face_window, face_tokens) / face_window
+        matmul_size = config.matmul_size or (8192 if device.type == "cuda" else 4096)
+        matmul_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+        with setup.stage("matmul"):
+            matmul_rate = matmul_tflops(
+                device, matmul_dtype, matmul_size, 20 if device.type == "cuda" else 3
+            )
+
+        echo(f"fast path: {str(fast_dtype).removeprefix('torch.')} copies of the models")
+        with setup.stage("optimize_models"):
+            body_fast, face_fast = copy.deepcopy(body32), copy.deepcopy(face32)
+            levers = optimize_model(
+                body_fast,
+                dtype=fast_dtype,
+                channels_last=config.channels_last,
+                compile_mode=config.compile,
+            )
+            optimize_model(
+                face_fast,
+                dtype=fast_dtype,
+                channels_last=config.channels_last,
+                compile_mode=config.compile,
+            )
+            if device.type == "cuda":  # the fp32 masters wait on the host during the fast runs
+                body32.to("cpu")
+                face32.to("cpu")
+                torch.cuda.empty_cache()
+        fast = PathSettings(
+            windows_per_batch=config.windows_per_batch,
+            face_windows_per_batch=config.face_windows_per_batch,
+            decode_batch_size=config.decode_batch_size,
+            latents_device=device,
+            condition_cache_bytes=config.condition_cache_mib * 2**20,
+        )
+
+        def fast_run(length: int, timer: StageTimer, **kwargs: Any) -> np.ndarray:
+            return render_video(
+                body_fast,
+                face_fast,
+                motion,
+                config,
+                fast,
+                length,
+                noise,
+                face_noise,
+                timer,
+                work,
+                progress=progress,
+                **kwargs,
+            )
+
+        warmup_timer = StageTimer(device)
+        if warmup:
+            echo("warm-up: one denoising step of the fast path's batch shapes")
+            stride = config.window_size - config.window_overlap
+            one_batch = config.window_size + (config.windows_per_batch - 1) * stride
+            lengths = {config.frames}
+            if config.compile == "off":
+                lengths = {
+                    min(
+                        config.frames,
+                        max(one_batch, config.window_size * config.face_windows_per_batch),
+                    )
+                }
+            elif config.reference_frames:
+                lengths.add(config.reference_frames)
+            for length in sorted(lengths):
+                fast_run(length, warmup_timer, steps=1)
+
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        echo(f"fast path: {config.frames} frames")
+        timer = StageTimer(device)
+        video_path = Path(video) if video is not None else work / "bench.mp4"
+        fast_run(config.frames, timer, video=video_path)
+        peak_gpu = (
+            torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+        )
+
+        reference_result = None
+        if config.reference_frames:
+            k = config.reference_frames
+            echo(f"fast path on the first {k} frames, for the comparison")
+            fast_prefix_timer = StageTimer(device)
+            fast_prefix = np.array(fast_run(k, fast_prefix_timer))
+            del body_fast, face_fast
+            gc.collect()
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+                body32.to(device)
+                face32.to(device)
+            echo(
+                f"naive reference (float32, one window per forward, CFG as two forwards): {k} frames"
+            )
+            naive = PathSettings(
+                windows_per_batch=1,
+                face_windows_per_batch=1,
+                decode_batch_size=1,
+                latents_device=torch.device("cpu"),
+                condition_cache_bytes=0,
+            )
+            reference_timer = StageTimer(device)
+            reference = render_video(
+                NaiveModel(body32),
+                NaiveModel(face32),
+                motion,
+                config,
+                naive,
+                k,
+                noise,
+                face_noise,
+                reference_timer,
+                work,
+                progress=progress,
+            )
+            agreement = psnr(fast_prefix, np.asarray(reference))
+            fast_spf = fast_prefix_timer.total / k
+            reference_spf = reference_timer.total / k
+            reference_result = {
+                "frames": k,
+                "dtype": "float32",
+                "seconds": reference_timer.total,
+                "stages_seconds": reference_timer.seconds,
+                "seconds_per_frame": reference_spf,
+                "fast_seconds": fast_prefix_timer.total,
+                "fast_stages_seconds": fast_prefix_timer.seconds,
+                "fast_seconds_per_frame": fast_spf,
+                "speedup": reference_spf / fast_spf,
+                "psnr_db": agreement,
+                "min_psnr_db": config.min_psnr,
+                "psnr_pass": agreement >= config.min_psnr,
+            }
+
+    body_windows = (
+        window_schedule(config.frames, config.window_size, config.window_overlap)
+        if body32.is_temporal
+        else window_schedule(config.frames, 1, 0)
+    )
+    body_frame_evaluations = sum(b - a for a, b in body_windows) * config.num_inference_steps
+    faces = int(_has_face(motion.face_points, motion.affines).sum())
+    face_frame_evaluations = faces * config.num_inference_steps
+    denoise_flops = body_flops_per_frame * body_frame_evaluations
+    denoise_seconds = timer.seconds["body_denoise"]
+    achieved = denoise_flops / denoise_seconds / 1e12
+    face_flops = face_flops_per_frame * face_frame_evaluations
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "preset": preset,
+        "notes": notes,
+        "settings": {
+            **config.to_dict(),
+            "preset": preset,
+            "body_size": body_size,
+            "face_size": face_size,
+            "warmup": warmup,
+        },
+        "fast_path": {**levers, "windows_per_batch": config.windows_per_batch},
+        "frames": config.frames,
+        "total_seconds": timer.total,
+        "stages_seconds": {stage: timer.seconds.get(stage, 0.0) for stage in STAGES},
+        "seconds_per_frame": timer.total / config.frames,
+        "frames_per_second": config.frames / timer.total,
+        "setup_seconds": {**setup.seconds, "warmup": warmup_timer.total},
+        "peak_gpu_gib": peak_gpu,
+        "host_peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        "flops": {
+            "body_forward_per_frame_gflop": body_flops_per_frame / 1e9,
+            "face_forward_per_frame_gflop": face_flops_per_frame / 1e9,
+            "body_denoise_tflop": denoise_flops / 1e12,
+            "face_denoise_tflop": face_flops / 1e12,
+            "body_denoise_tflops_per_s": achieved,
+            "matmul_size": matmul_size,
+            "matmul_dtype": str(matmul_dtype).removeprefix("torch."),
+            "matmul_tflops_per_s": matmul_rate,
+            "body_denoise_fraction_of_matmul": achieved / matmul_rate,
+        },
+        "reference": reference_result,
+        "environment": environment(device),
+    }
+
+
+def environment(device: torch.device) -> dict:
+    """Device name, library versions and the date of the run."""
+    import diffusers
+
+    from anchorgen import __version__
+
+    name = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else platform.processor() or platform.machine()
+    )
+    return {
+        "device": str(device),
+        "device_name": name,
+        "cpu_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "diffusers": diffusers.__version__,
+        "anchorgen": __version__,
+        "python": platform.python_version(),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def markdown_table(result: dict) -> str:
+    """The result as a markdown table (what ``anchorgen bench`` prints)."""
+    env, flops = result["environment"], result["flops"]
+    rows = [
+        ("device", f"{env['device_name']} ({env['device']})"),
+        (
+            "preset",
+            f"{result['preset']}, {result['settings']['body_size']} px body, "
+            f"{result['settings']['face_size']} px face",
+        ),
+        ("frames", str(result["frames"])),
+        ("total", f"{result['total_seconds']:.2f} s"),
+        *(
+            (f"  {stage}", f"{seconds:.2f} s")
+            for stage, seconds in result["stages_seconds"].items()
+        ),
+        ("seconds per frame", f"{result['seconds_per_frame']:.4f}"),
+        ("frames per second", f"{result['frames_per_second']:.2f}"),
+        (
+            "peak GPU memory",
+            "n/a" if result["peak_gpu_gib"] is None else f"{result['peak_gpu_gib']:.2f} GiB",
+        ),
+        ("host peak RSS", f"{result['host_peak_rss_gib']:.2f} GiB"),
+        (
+            "body denoise rate",
+            f"{flops['body_denoise_tflops_per_s']:.3g} TFLOP/s "
+            f"({flops['body_denoise_tflop']:.3g} TFLOP)",
+        ),
+        (
+            f"{flops['matmul_dtype']} {flops['matmul_size']}^3 matmul",
+            f"{flops['matmul_tflops_per_s']:.3g} TFLOP/s "
+            f"(denoise at {100 * flops['body_denoise_fraction_of_matmul']:.1f}%)",
+        ),
+    ]
+    reference = result["reference"]
+    if reference is not None:
+        rows += [
+            (
+                f"naive reference ({reference['frames']} frames)",
+                f"{reference['seconds_per_frame']:.4f} s/frame vs fast "
+                f"{reference['fast_seconds_per_frame']:.4f} s/frame",
+            ),
+            ("speed-up", f"{reference['speedup']:.2f}x"),
+            (
+                "fast vs reference PSNR",
+                f"{reference['psnr_db']:.1f} dB "
+                f"({'pass' if reference['psnr_pass'] else 'FAIL'}, >= {reference['min_psnr_db']:g})",
+            ),
+        ]
+    setup = ", ".join(f"{k} {v:.1f} s" for k, v in result["setup_seconds"].items())
+    rows.append(("untimed setup", setup))
+    rows += [("note", note) for note in result["notes"]]
+    lines = ["| measure | value |", "| --- | --- |"]
+    lines += [f"| {name} | {value} |" for name, value in rows]
+    return "\n".join(lines)
+
+
+def write_result(result: dict, path: str | Path) -> None:
+    """Write the result as JSON, atomically."""
+    import json
+
+    from anchorgen.io.atomic import atomic_write_text
+
+    atomic_write_text(Path(path), json.dumps(result, indent=2) + "\n")

@@ -1,0 +1,171 @@
+"""Inference speed levers for the SGDM pipelines (issue 6), each optional and result-preserving.
+
+- ``optimize_model``: cast to the inference dtype (bf16 on a GPU), channels-last memory
+  format for the convolution-heavy UNet/structure branch/VAE, scaled-dot-product attention
+  (PyTorch SDPA: flash / memory-efficient kernels) instead of diffusers' classic processor,
+  and an optional ``torch.compile`` of the UNet and the structure branch.
+- ``DeviceFrames`` / ``cache_frames``: the condition renders of the whole motion kept on the
+  model's device as uint8 (a 300-frame 512 px motion is 236 MB) when they fit a budget, so
+  no window step copies them from the host again; otherwise they stream from the host.
+- ``NaiveModel``: the opposite, a model wrapper that evaluates every item of a batch
+  (each window, each classifier-free-guidance half) as its own forward pass; the reference
+  path of ``anchorgen bench``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from anchorgen.errors import ConfigError
+
+COMPILE_MODES = ("off", "default", "reduce-overhead")
+DEFAULT_CUDA_CACHE_BYTES = 1 << 30
+"""Condition frames up to this size are kept on a CUDA device by default (1 GiB)."""
+
+
+def inference_dtype(name: str, device: torch.device) -> torch.dtype:
+    """``auto``: bfloat16 on CUDA, float32 elsewhere; or the named dtype."""
+    dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if name not in dtypes:
+        raise ConfigError(f"dtype must be 'auto' or one of {', '.join(dtypes)}, got {name!r}")
+    return dtypes[name]
+
+
+def ensure_sdpa(module: torch.nn.Module) -> int:
+    """Replace diffusers' classic attention processor (explicit softmax(QK^T)V) by SDPA.
+
+    Returns how many attention layers of ``module`` now run ``AttnProcessor2_0``.
+    """
+    from diffusers.models.attention_processor import Attention, AttnProcessor, AttnProcessor2_0
+
+    count = 0
+    for layer in module.modules():
+        if isinstance(layer, Attention):
+            if type(layer.processor) is AttnProcessor:
+                layer.set_processor(AttnProcessor2_0())
+            count += isinstance(layer.processor, AttnProcessor2_0)
+    return count
+
+
+def optimize_model(
+    model: Any,
+    *,
+    dtype: torch.dtype | None = None,
+    channels_last: bool = True,
+    compile_mode: str = "off",
+) -> dict[str, Any]:
+    """Apply the levers to a ``StructureGuidedDiffusion`` in place; returns what was applied.
+
+    ``compile_mode``: ``off``, ``default`` or ``reduce-overhead`` (CUDA graphs); the UNet and
+    the structure branch are compiled in place (``nn.Module.compile``, so their classes and
+    the model's ``is_temporal`` are unchanged) with static shapes. The first forward of each
+    batch shape pays the compilation, so callers warm up before timing.
+    """
+    if compile_mode not in COMPILE_MODES:
+        raise ConfigError(f"compile must be one of {COMPILE_MODES}, got {compile_mode!r}")
+    if dtype is not None:
+        torch.nn.Module.to(model, dtype=dtype)
+    if channels_last:
+        for part in (model.unet, model.controlnet, model.codec):
+            torch.nn.Module.to(part, memory_format=torch.channels_last)
+    sdpa_layers = ensure_sdpa(model.unet) + ensure_sdpa(model.controlnet)
+    sdpa_layers += ensure_sdpa(model.codec)
+    if compile_mode != "off":
+        for part in (model.unet, model.controlnet):
+            part.compile(mode=compile_mode, dynamic=False)
+    return {
+        "dtype": str(model.dtype).removeprefix("torch."),
+        "channels_last": channels_last,
+        "sdpa_attention_layers": sdpa_layers,
+        "compile": compile_mode,
+    }
+
+
+class DeviceFrames:
+    """``FrameSource`` of uint8 frames held on a device: ``src[a:b]`` -> float (b - a, 3, H, W) in [0, 1].
+
+    Built from uint8 (N, H, W, 3) frames (an array or ``np.memmap``), copied ``chunk`` frames
+    at a time; the values equal ``ArrayFrames`` (the same ``u / 255`` in float32).
+    """
+
+    def __init__(self, frames: np.ndarray, device: torch.device | str, chunk: int = 64) -> None:
+        self.frames = torch.empty(
+            (len(frames), frames.shape[3], frames.shape[1], frames.shape[2]),
+            dtype=torch.uint8,
+            device=device,
+        )  # (N, 3, H, W)
+        for start in range(0, len(frames), chunk):
+            part = torch.from_numpy(np.ascontiguousarray(frames[start : start + chunk]))
+            self.frames[start : start + chunk] = part.to(device).permute(0, 3, 1, 2)
+
+    def __len__(self) -> int:
+        return self.frames.shape[0]
+
+    def __getitem__(self, index: slice) -> torch.Tensor:
+        return self.frames[index].float() / 255.0
+
+
+def cache_frames(conditions: Any, device: torch.device, budget_bytes: int | None = None) -> Any:
+    """``DeviceFrames`` of ``conditions`` when they are uint8 (N, H, W, 3) frames within the budget.
+
+    ``budget_bytes`` None: ``DEFAULT_CUDA_CACHE_BYTES`` on a CUDA device, nothing elsewhere
+    (host frames are already where a CPU model reads them). Anything else is returned as is
+    and streamed per window.
+    """
+    if budget_bytes is None:
+        budget_bytes = DEFAULT_CUDA_CACHE_BYTES if device.type == "cuda" else 0
+    if (
+        isinstance(conditions, np.ndarray)
+        and conditions.dtype == np.uint8
+        and conditions.ndim == 4
+        and conditions.shape[-1] == 3
+        and len(conditions) > 0
+        and conditions.nbytes <= budget_bytes
+    ):
+        return DeviceFrames(conditions, device)
+    return conditions
+
+
+class NaiveModel:
+    """A model wrapper whose ``predict`` runs each batch item as a separate forward pass.
+
+    With ``windows_per_batch=1`` this turns Algorithm 1 into the naive loop: one window at
+    a time, the unconditional and conditional halves of classifier-free guidance as two
+    forwards. Every other attribute is the wrapped model's.
+    """
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.model, name)
+
+    def predict(
+        self,
+        noisy: torch.Tensor,
+        timesteps: torch.Tensor,
+        conditions: torch.Tensor,
+        tokens: torch.Tensor,
+        conditioning_scale: float = 1.0,
+        inpaint: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Same arguments and result as ``StructureGuidedDiffusion.predict``, item by item."""
+        outputs = []
+        for i in range(noisy.shape[0]):
+            item = slice(i, i + 1)
+            outputs.append(
+                self.model.predict(
+                    noisy[item],
+                    timesteps[item],
+                    conditions[item],
+                    tokens[item],
+                    conditioning_scale=conditioning_scale,
+                    inpaint=None if inpaint is None else (inpaint[0][item], inpaint[1][item]),
+                )
+            )
+        return torch.cat(outputs)
