@@ -278,8 +278,8 @@ def matmul_tflops(device: torch.device, dtype: torch.dtype, size: int, repeats: 
     return 2 * size**3 * repeats / timer.total / 1e12
 
 
-def forward_flops(model: Any, frames: int, tokens: torch.Tensor) -> float:
-    """FLOPs of one guided forward over a window of ``frames`` frames (CFG folded: batch 2).
+def forward_flops(model: Any, frames: int, tokens: torch.Tensor, batch: int = 2) -> float:
+    """FLOPs of one forward over a window of ``frames`` frames, ``batch`` copies (2: CFG folded).
 
     Counted with ``torch.utils.flop_counter.FlopCounterMode`` on the model's device and dtype.
     """
@@ -288,18 +288,20 @@ def forward_flops(model: Any, frames: int, tokens: torch.Tensor) -> float:
     c, size = model.config.latent_channels, model.config.latent_size
     image = model.config.image_size
     kw = dict(device=model.device, dtype=model.dtype)
-    noisy = torch.randn(2, frames, c, size, size, **kw)
-    conditions = torch.rand(2, frames, 3, image, image, **kw)
+    noisy = torch.randn(batch, frames, c, size, size, **kw)
+    conditions = torch.rand(batch, frames, 3, image, image, **kw)
     inpaint = None
     if model.inpainting:
         inpaint = (
-            torch.ones(2, frames, 1, size, size, **kw),
-            torch.randn(2, frames, c, size, size, **kw),
+            torch.ones(batch, frames, 1, size, size, **kw),
+            torch.randn(batch, frames, c, size, size, **kw),
         )
-    timesteps = torch.full((2,), 500, device=model.device, dtype=torch.long)
+    timesteps = torch.full((batch,), 500, device=model.device, dtype=torch.long)
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
-        model.predict(noisy, timesteps, conditions, tokens.expand(2, -1, -1).to(**kw), 1.0, inpaint)
+        model.predict(
+            noisy, timesteps, conditions, tokens.expand(batch, -1, -1).to(**kw), 1.0, inpaint
+        )
     return float(counter.get_total_flops())
 
 
@@ -426,10 +428,13 @@ def run_bench(
     video: str | Path | None = None,
     progress: bool = True,
     echo: Callable[[str], None] = print,
+    checkpoint: Callable[[dict], None] | None = None,
 ) -> dict:
     """Run the benchmark; returns the result dictionary (``write_result`` stores it as JSON).
 
     ``video``: keep the fast path's marked H.264 output there (default: a temporary file).
+    ``checkpoint(result)`` is called with the fast path's result (``complete`` False,
+    ``reference`` None) before the reference runs, so a run cut short still leaves numbers.
     """
     from anchorgen.generate import resolve_device
     from anchorgen.pipelines.accel import NaiveModel, inference_dtype, optimize_model
@@ -481,9 +486,12 @@ def run_bench(
                 face32, image_to_unit_tensor(motion.face_reference)[None]
             )
             window = min(config.window_size, config.frames) if body32.is_temporal else 1
-            body_flops_per_frame = forward_flops(body32, window, body_tokens) / window
+            halves = 2 if config.guidance_scale > 1.0 else 1
+            body_flops_per_frame = forward_flops(body32, window, body_tokens, halves) / window
             face_window = config.window_size if face32.is_temporal else 1
-            face_flops_per_frame = forward_flops(face32, face_window, face_tokens) / face_window
+            face_flops_per_frame = (
+                forward_flops(face32, face_window, face_tokens, halves) / face_window
+            )
         matmul_size = config.matmul_size or (8192 if device.type == "cuda" else 4096)
         matmul_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
         with setup.stage("matmul"):
@@ -562,6 +570,57 @@ def run_bench(
             torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
         )
 
+        body_windows = (
+            window_schedule(config.frames, config.window_size, config.window_overlap)
+            if body32.is_temporal
+            else window_schedule(config.frames, 1, 0)
+        )
+        body_frame_evaluations = sum(b - a for a, b in body_windows) * config.num_inference_steps
+        faces = int(_has_face(motion.face_points, motion.affines).sum())
+        face_frame_evaluations = faces * config.num_inference_steps
+        denoise_flops = body_flops_per_frame * body_frame_evaluations
+        denoise_seconds = timer.seconds["body_denoise"]
+        achieved = denoise_flops / denoise_seconds / 1e12
+        face_flops = face_flops_per_frame * face_frame_evaluations
+        result = {
+            "schema_version": SCHEMA_VERSION,
+            "preset": preset,
+            "notes": notes,
+            "settings": {
+                **config.to_dict(),
+                "preset": preset,
+                "body_size": body_size,
+                "face_size": face_size,
+                "warmup": warmup,
+            },
+            "fast_path": {**levers, "windows_per_batch": config.windows_per_batch},
+            "frames": config.frames,
+            "total_seconds": timer.total,
+            "stages_seconds": {stage: timer.seconds.get(stage, 0.0) for stage in STAGES},
+            "seconds_per_frame": timer.total / config.frames,
+            "frames_per_second": config.frames / timer.total,
+            "setup_seconds": {**setup.seconds, "warmup": warmup_timer.total},
+            "peak_gpu_gib": peak_gpu,
+            "host_peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+            "flops": {
+                "body_guided_forward_per_frame_gflop": body_flops_per_frame / 1e9,
+                "face_guided_forward_per_frame_gflop": face_flops_per_frame / 1e9,
+                "body_denoise_tflop": denoise_flops / 1e12,
+                "face_denoise_tflop": face_flops / 1e12,
+                "body_denoise_tflops_per_s": achieved,
+                "matmul_size": matmul_size,
+                "matmul_dtype": str(matmul_dtype).removeprefix("torch."),
+                "matmul_tflops_per_s": matmul_rate,
+                "body_denoise_fraction_of_matmul": achieved / matmul_rate,
+                "face_stage_tflops_per_s": face_flops / timer.seconds["face"] / 1e12,
+            },
+            "reference": None,
+            "complete": False,
+            "environment": environment(device),
+        }
+        if checkpoint is not None:
+            checkpoint(result)
+
         reference_result = None
         if config.reference_frames:
             k = config.reference_frames
@@ -615,53 +674,11 @@ def run_bench(
                 "min_psnr_db": config.min_psnr,
                 "psnr_pass": agreement >= config.min_psnr,
             }
+    result["reference"] = reference_result
+    result["complete"] = True
+    result["host_peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
-    body_windows = (
-        window_schedule(config.frames, config.window_size, config.window_overlap)
-        if body32.is_temporal
-        else window_schedule(config.frames, 1, 0)
-    )
-    body_frame_evaluations = sum(b - a for a, b in body_windows) * config.num_inference_steps
-    faces = int(_has_face(motion.face_points, motion.affines).sum())
-    face_frame_evaluations = faces * config.num_inference_steps
-    denoise_flops = body_flops_per_frame * body_frame_evaluations
-    denoise_seconds = timer.seconds["body_denoise"]
-    achieved = denoise_flops / denoise_seconds / 1e12
-    face_flops = face_flops_per_frame * face_frame_evaluations
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "preset": preset,
-        "notes": notes,
-        "settings": {
-            **config.to_dict(),
-            "preset": preset,
-            "body_size": body_size,
-            "face_size": face_size,
-            "warmup": warmup,
-        },
-        "fast_path": {**levers, "windows_per_batch": config.windows_per_batch},
-        "frames": config.frames,
-        "total_seconds": timer.total,
-        "stages_seconds": {stage: timer.seconds.get(stage, 0.0) for stage in STAGES},
-        "seconds_per_frame": timer.total / config.frames,
-        "frames_per_second": config.frames / timer.total,
-        "setup_seconds": {**setup.seconds, "warmup": warmup_timer.total},
-        "peak_gpu_gib": peak_gpu,
-        "host_peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
-        "flops": {
-            "body_forward_per_frame_gflop": body_flops_per_frame / 1e9,
-            "face_forward_per_frame_gflop": face_flops_per_frame / 1e9,
-            "body_denoise_tflop": denoise_flops / 1e12,
-            "face_denoise_tflop": face_flops / 1e12,
-            "body_denoise_tflops_per_s": achieved,
-            "matmul_size": matmul_size,
-            "matmul_dtype": str(matmul_dtype).removeprefix("torch."),
-            "matmul_tflops_per_s": matmul_rate,
-            "body_denoise_fraction_of_matmul": achieved / matmul_rate,
-        },
-        "reference": reference_result,
-        "environment": environment(device),
-    }
+    return result
 
 
 def environment(device: torch.device) -> dict:

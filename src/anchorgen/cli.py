@@ -644,7 +644,9 @@ def bench_command(
 
     options = dict(preset=preset, frames=frames, reference_frames=reference_frames, device=device)
     cfg = _settings(BenchConfig, config, options, set_)
-    result = run_bench(cfg, video=video, echo=typer.echo)
+    result = run_bench(
+        cfg, video=video, echo=typer.echo, checkpoint=lambda partial: write_result(partial, out)
+    )
     write_result(result, out)
     typer.echo(markdown_table(result))
     typer.echo(f"wrote {out}")

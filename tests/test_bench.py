@@ -1,0 +1,240 @@
+"""``anchorgen bench`` and the fast-path levers (issue 6), on the CPU with the tiny preset."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from anchorgen.bench import (
+    STAGES,
+    BenchConfig,
+    bench_model_configs,
+    build_models,
+    forward_flops,
+    ping_pong_order,
+    psnr,
+)
+from anchorgen.errors import ConfigError
+from anchorgen.pipelines.accel import (
+    DeviceFrames,
+    NaiveModel,
+    cache_frames,
+    ensure_sdpa,
+    inference_dtype,
+    optimize_model,
+)
+from anchorgen.pipelines.anchor import AnchorPipeline, ArrayFrames
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def models():
+    return build_models("tiny", CPU, seed=0)
+
+
+def _conditions(length: int, size: int) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, (length, size, size, 3), dtype=np.uint8)
+
+
+def test_fast_path_matches_the_naive_reference(models):
+    """Batched windows with CFG folded, device-cached conditions, channels-last and latents on
+    the model's device give the latents of one window per forward and CFG as two forwards."""
+    body, _ = models
+    length, size = 7, body.config.image_size
+    conditions = _conditions(length, size)
+    c, h = body.config.latent_channels, body.config.latent_size
+    noise = torch.randn(length, c, h, h, generator=torch.Generator().manual_seed(1))
+    settings = dict(
+        num_inference_steps=2,
+        guidance_scale=3.5,
+        controlnet_conditioning_scale=2.0,
+        window_size=4,
+        window_overlap=1,
+        latents=noise,
+        progress=False,
+    )
+    fast_model = copy.deepcopy(body)
+    optimize_model(fast_model, channels_last=True)
+    fast = AnchorPipeline(fast_model).denoise(
+        conditions[0],
+        conditions,
+        windows_per_batch=8,
+        latents_device=CPU,
+        condition_cache_bytes=1 << 30,
+        **settings,
+    )
+    calls = []
+    naive = NaiveModel(body)
+    original = body.predict
+
+    def counted(*args, **kwargs):
+        calls.append(args[0].shape[0])
+        return original(*args, **kwargs)
+
+    body.predict = counted
+    try:
+        reference = AnchorPipeline(naive).denoise(
+            conditions[0], conditions, windows_per_batch=1, condition_cache_bytes=0, **settings
+        )
+    finally:
+        del body.predict
+    windows = 2  # (0, 4), (3, 7)
+    assert calls == [1] * (2 * windows * 2)  # steps x windows x CFG halves, one item each
+    torch.testing.assert_close(fast, reference, atol=2e-4, rtol=1e-4)
+    assert not torch.equal(fast, noise)
+
+
+def test_device_frames_equal_host_frames_and_respect_the_budget():
+    frames = _conditions(5, 16)
+    cached = cache_frames(frames, CPU, budget_bytes=frames.nbytes)
+    assert isinstance(cached, DeviceFrames) and len(cached) == 5
+    torch.testing.assert_close(cached[1:4], ArrayFrames(frames)[1:4], atol=0, rtol=0)
+    assert cache_frames(frames, CPU, budget_bytes=frames.nbytes - 1) is frames
+    assert cache_frames(frames, CPU) is frames  # CPU default: nothing to gain
+    floats = frames.astype(np.float32) / 255
+    assert cache_frames(floats, CPU, budget_bytes=1 << 30) is floats
+
+
+def test_optimize_model_sets_sdpa_channels_last_and_dtype(models):
+    from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
+
+    model = copy.deepcopy(models[0])
+    model.unet.set_attn_processor(AttnProcessor())
+    applied = optimize_model(model, dtype=torch.bfloat16, channels_last=True)
+    processors = model.unet.attn_processors.values()
+    assert processors and all(isinstance(p, AttnProcessor2_0) for p in processors)
+    assert applied["sdpa_attention_layers"] == ensure_sdpa(model.unet) + ensure_sdpa(
+        model.controlnet
+    )
+    assert applied["dtype"] == "bfloat16" and model.dtype == torch.bfloat16
+    conv = model.unet.conv_in.weight
+    assert conv.is_contiguous(memory_format=torch.channels_last)
+    # a bf16 forward runs and stays close to the float32 one
+    c, h, s = model.config.latent_channels, model.config.latent_size, model.config.image_size
+    inputs = (
+        torch.randn(1, 4, c, h, h),
+        torch.tensor([500]),
+        torch.rand(1, 4, 3, s, s),
+        torch.randn(1, 16, model.config.cross_attention_dim),
+    )
+    with torch.no_grad():
+        low = model.predict(*inputs).float()
+        full = models[0].predict(*inputs)
+    assert torch.isfinite(low).all()
+    assert (low - full).abs().mean() < 0.05 * full.abs().mean()
+    with pytest.raises(ConfigError):
+        optimize_model(model, compile_mode="max-autotune")
+
+
+def test_dtype_settings():
+    from anchorgen.generate import GenerateConfig
+
+    assert inference_dtype("auto", torch.device("cuda")) == torch.bfloat16
+    assert inference_dtype("auto", CPU) == torch.float32
+    assert inference_dtype("float16", CPU) == torch.float16
+    with pytest.raises(ConfigError):
+        inference_dtype("int8", CPU)
+    assert GenerateConfig().dtype == "auto"
+    with pytest.raises(ValueError, match="dtype"):
+        GenerateConfig(dtype="fp8")
+    with pytest.raises(ConfigError, match="dtype"):
+        GenerateConfig().with_overrides(["dtype=fp8"])
+    with pytest.raises(ValueError, match="reference_frames"):
+        BenchConfig(frames=10, reference_frames=11)
+    with pytest.raises(ValueError, match="compile"):
+        BenchConfig(compile="max-autotune")
+
+
+def test_bench_presets_and_helpers(models):
+    body, face = bench_model_configs("sd15")
+    assert (body.image_size, body.temporal, body.pretrained, body.codec) == (
+        512,
+        True,
+        False,
+        "vae",
+    )
+    assert (face.part, face.image_size, face.inpainting, face.temporal) == (
+        "face",
+        256,
+        True,
+        False,
+    )
+    assert face.block_out_channels == body.block_out_channels
+    body, face = bench_model_configs("scratch-256")
+    assert (body.preset, face.preset) == ("scratch-256", "face")
+    assert ping_pong_order(4, 9).tolist() == [0, 1, 2, 3, 2, 1, 0, 1, 2]
+    a = np.zeros((2, 4, 4, 3), np.uint8)
+    assert psnr(a, a + 1) == pytest.approx(20 * np.log10(255), abs=1e-6)
+    # FLOPs scale with the batch (CFG halves) and the frames of a frame-wise model
+    _, face_model = models
+    tokens = torch.zeros(1, 16, face_model.config.cross_attention_dim)
+    one = forward_flops(face_model, 1, tokens, batch=1)
+    assert one > 0
+    assert forward_flops(face_model, 1, tokens, batch=2) == pytest.approx(2 * one)
+    assert forward_flops(face_model, 3, tokens, batch=1) == pytest.approx(3 * one)
+
+
+def test_cli_bench_writes_the_json_schema(tmp_path):
+    from typer.testing import CliRunner
+
+    from anchorgen.cli import app
+
+    out = tmp_path / "bench.json"
+    args = ["bench", "--frames", "8", "--reference-frames", "5", "--out", str(out)]
+    for setting in (
+        "num_inference_steps=1",
+        "window_size=4",
+        "window_overlap=1",
+        "matmul_size=64",
+        "source_frames=3",
+        "warmup=true",
+    ):
+        args += ["--set", setting]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "tiny preset runs on the CPU" in result.output and "| total |" in result.output
+    data = json.loads(out.read_text())
+    assert data["complete"] and data["preset"] == "tiny" and data["frames"] == 8
+    assert set(data["stages_seconds"]) == set(STAGES)
+    assert all(v > 0 for v in data["stages_seconds"].values())
+    assert data["total_seconds"] == pytest.approx(sum(data["stages_seconds"].values()))
+    assert data["seconds_per_frame"] == pytest.approx(data["total_seconds"] / 8)
+    assert data["frames_per_second"] == pytest.approx(8 / data["total_seconds"])
+    assert data["peak_gpu_gib"] is None and data["host_peak_rss_gib"] > 0
+    flops = data["flops"]
+    assert flops["body_denoise_tflop"] > 0 and flops["matmul_tflops_per_s"] > 0
+    assert flops["matmul_dtype"] == "float32" and flops["matmul_size"] == 64
+    assert flops["body_denoise_fraction_of_matmul"] == pytest.approx(
+        flops["body_denoise_tflops_per_s"] / flops["matmul_tflops_per_s"]
+    )
+    assert data["fast_path"]["dtype"] == "float32" and data["fast_path"]["channels_last"]
+    assert data["settings"]["warmup"] is True and data["setup_seconds"]["warmup"] > 0
+    reference = data["reference"]
+    assert reference["frames"] == 5 and reference["dtype"] == "float32"
+    assert reference["speedup"] == pytest.approx(
+        reference["seconds_per_frame"] / reference["fast_seconds_per_frame"]
+    )
+    assert reference["psnr_pass"] and reference["psnr_db"] >= 35.0
+    env = data["environment"]
+    assert env["device"] == "cpu" and env["torch"] == torch.__version__ and env["diffusers"]
+    assert env["date"].startswith("20")
+
+
+@pytest.mark.gpu
+def test_sd15_bench_on_a_gpu(tmp_path):
+    """Opt-in (``-m gpu``): the paper-scale preset end to end on a few frames."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    from anchorgen.bench import run_bench
+
+    config = BenchConfig(preset="sd15", frames=20, reference_frames=16, num_inference_steps=2)
+    data = run_bench(config, progress=False, echo=lambda _: None)
+    assert data["preset"] == "sd15" and data["peak_gpu_gib"] > 0
+    assert data["fast_path"]["dtype"] == "bfloat16"
+    assert data["reference"]["psnr_db"] > 0
