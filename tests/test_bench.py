@@ -130,6 +130,11 @@ def test_optimize_model_sets_sdpa_channels_last_and_dtype(models):
     assert (low - full).abs().mean() < 0.05 * full.abs().mean()
     with pytest.raises(ConfigError):
         optimize_model(model, compile_mode="max-autotune")
+    # compile is lazy and in place: the classes (and so is_temporal) are unchanged
+    compiled = copy.deepcopy(models[0])
+    assert optimize_model(compiled, compile_mode="default")["compile"] == "default"
+    assert compiled.unet._compiled_call_impl is not None and compiled.is_temporal
+    assert compiled.controlnet._compiled_call_impl is not None
 
 
 def test_dtype_settings():
