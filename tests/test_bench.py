@@ -10,13 +10,16 @@ import pytest
 import torch
 
 from anchorgen.bench import (
+    SAMPLE_LANDMARKS,
     STAGES,
     BenchConfig,
     bench_model_configs,
     build_models,
     forward_flops,
+    open_encoder,
     ping_pong_order,
     psnr,
+    track_sample,
 )
 from anchorgen.errors import ConfigError
 from anchorgen.pipelines.accel import (
@@ -243,3 +246,35 @@ def test_sd15_bench_on_a_gpu(tmp_path):
     assert data["preset"] == "sd15" and data["peak_gpu_gib"] > 0
     assert data["fast_path"]["dtype"] == "bfloat16"
     assert data["reference"]["psnr_db"] > 0
+
+
+def test_encoder_falls_back_to_opencv_without_pyav(tmp_path, monkeypatch):
+    import sys
+
+    import cv2
+
+    from anchorgen.bench import encoder_name
+
+    monkeypatch.setitem(sys.modules, "av", None)  # import av now raises ImportError
+    assert encoder_name().startswith("mpeg4")
+    frames = _conditions(3, 64)
+    with open_encoder(tmp_path / "v.mp4", 25.0) as writer:
+        for frame in frames:
+            writer.write(frame)
+    capture = cv2.VideoCapture(str(tmp_path / "v.mp4"))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 3
+    capture.release()
+
+
+@pytest.mark.slow
+def test_stored_sample_landmarks_match_a_fresh_tracking():
+    """The embedded landmarks are what MediaPipe Holistic finds on the sample (regenerate them
+    with ``track_sample(24).save(SAMPLE_LANDMARKS)``)."""
+    pytest.importorskip("mediapipe")
+    from anchorgen.landmarks import LandmarkSequence
+
+    stored = LandmarkSequence.load(SAMPLE_LANDMARKS)
+    assert len(stored) == 24 and stored.image_size == (512, 512)
+    fresh = track_sample(3)
+    np.testing.assert_allclose(fresh.face, stored.face[:3], atol=2.0)
+    np.testing.assert_allclose(fresh.pose[..., :2], stored.pose[:3, :, :2], atol=2.0)

@@ -90,9 +90,9 @@ class BenchConfig(BaseConfig):
     warmup: bool | None = None
     """Run one denoising step of each path's batch shapes before timing (None: on CUDA or when compiling)."""
     source_frames: int = 24
-    """Frames of the embedded sample tracked for the motion (then looped to ``frames``)."""
+    """Distinct frames of the embedded sample's stored landmarks (2-24), looped to ``frames``."""
     fps: float = 25.0
-    """Frame rate of the motion and the encoded video."""
+    """Frame rate of the encoded video."""
     matmul_size: int = 0
     """Side of the square matmul that measures the device's rate; 0: 8192 (bf16) on CUDA, 4096 (fp32) on a CPU."""
     min_psnr: float = 35.0
@@ -126,7 +126,6 @@ class BenchConfig(BaseConfig):
         require(self.compile in COMPILE_MODES, f"compile must be one of {COMPILE_MODES}")
         require(self.condition_cache_mib >= 0, "condition_cache_mib must be >= 0")
         require(self.encode_workers >= 0, "encode_workers must be >= 0")
-        require(self.source_frames >= 2, "source_frames must be >= 2")
         require(self.fps > 0, "fps must be positive")
         require(self.matmul_size >= 0, "matmul_size must be >= 0")
 
@@ -192,30 +191,44 @@ def ping_pong_order(unique: int, length: int) -> np.ndarray:
     return cycle[np.arange(length) % len(cycle)]
 
 
-def sample_motion(
-    length: int, size: int, face_size: int, source_frames: int, fps: float, workdir: Path
-) -> BenchMotion:
-    """Track the embedded sample, render its ``source_frames`` frames once, loop them to ``length``.
+SAMPLE_LANDMARKS = Path(__file__).parent / "prepare" / "sample_landmarks.npz"
+"""MediaPipe Holistic landmarks of the embedded sample's first 24 frames at 12.5 fps, 512 px
+(``track_sample(24)``), stored so the benchmark needs neither MediaPipe nor its models."""
+SAMPLE_FPS = 12.5
 
-    The sample (``prepare.sample``) is tracked with MediaPipe Holistic at 512 px, smoothed,
-    cropped like a driver video and scaled to the body model's ``size``; each distinct frame
-    is rendered once (body and face space) and the ping-pong order spools ``length`` frames
-    to disk-backed arrays.
+
+def track_sample(count: int) -> Any:
+    """Track the embedded sample's first ``count`` frames (512 px, ``SAMPLE_FPS``) with Holistic."""
+    from anchorgen.prepare.holistic import track_frames
+    from anchorgen.prepare.sample import sample_frame
+
+    frames = [sample_frame(i / SAMPLE_FPS, 512) for i in range(count)]
+    return track_frames(frames, SAMPLE_FPS, (512, 512), progress=False)
+
+
+def sample_motion(
+    length: int, size: int, face_size: int, source_frames: int, workdir: Path
+) -> BenchMotion:
+    """The embedded sample's landmarks rendered once per distinct frame, looped to ``length``.
+
+    The stored landmarks (``SAMPLE_LANDMARKS``) are smoothed, cropped like a driver video and
+    scaled to the body model's ``size``; each of the first ``source_frames`` frames is
+    rendered once (body and face space) and the ping-pong order spools ``length`` frames to
+    disk-backed arrays.
     """
     from anchorgen.errors import InputError
+    from anchorgen.landmarks import LandmarkSequence
     from anchorgen.pipelines.anchor import spool_frames
     from anchorgen.prepare.crop import compute_clip_crop
     from anchorgen.prepare.face import warp_face
-    from anchorgen.prepare.holistic import track_frames
     from anchorgen.prepare.pipeline import clip_face_affines, landmark_renders
     from anchorgen.prepare.sample import sample_frame
     from anchorgen.prepare.smoothing import smooth_sequence
 
-    source = [sample_frame(i / fps, 512) for i in range(source_frames)]
-    raw = track_frames(source, fps, (512, 512), progress=False)
-    if not raw.detected["face"].all():
-        raise InputError("MediaPipe missed the sample's face; the benchmark motion needs it")
-    smoothed = smooth_sequence(raw)
+    stored = LandmarkSequence.load(SAMPLE_LANDMARKS)
+    if not 2 <= source_frames <= len(stored):
+        raise InputError(f"source_frames must be in [2, {len(stored)}], got {source_frames}")
+    smoothed = smooth_sequence(stored.slice(0, source_frames))
     box = compute_clip_crop(smoothed, (512, 512))
     landmarks = smoothed.transformed(box.affine(size), (size, size))
     affines = clip_face_affines(landmarks, face_size)  # (K, 2, 3)
@@ -227,7 +240,7 @@ def sample_motion(
     face_conditions = spool_frames(
         (renders[k][1] for k in order), workdir / "face_conditions.npy", length
     )
-    reference = _warp_image(source[0], box.affine(size), size)
+    reference = _warp_image(sample_frame(0.0, 512), box.affine(size), size)
     return BenchMotion(
         conditions=conditions,
         face_conditions=face_conditions,
@@ -352,7 +365,6 @@ def render_video(
     (>= faces, C, hf, wf) are the initial noise. Returns the final frames (length, H, W, 3)
     uint8 as a disk-backed array (before the watermark).
     """
-    from anchorgen.io.video import VideoWriter
     from anchorgen.io.watermark import mark_frame
     from anchorgen.pipelines.anchor import (
         AnchorPipeline,
@@ -415,7 +427,7 @@ def render_video(
         workers = config.encode_workers or min(8, os.cpu_count() or 1)
         with (
             timer.stage("encode"),
-            VideoWriter(video, config.fps) as writer,
+            open_encoder(video, config.fps) as writer,
             ThreadPoolExecutor(workers) as pool,
         ):
             for start in range(0, length, 4 * workers):  # bounded: 4 frames per worker in flight
@@ -423,6 +435,56 @@ def render_video(
                 for frame in pool.map(mark_frame, chunk):
                     writer.write(frame)
     return final
+
+
+def encoder_name() -> str:
+    """The encoder ``open_encoder`` uses here: H.264 through PyAV, else OpenCV's MPEG-4 Part 2."""
+    try:
+        import av  # noqa: F401
+    except ImportError:
+        return "mpeg4 (OpenCV: PyAV is not installed)"
+    return "h264 (PyAV)"
+
+
+def open_encoder(path: Path, fps: float) -> Any:
+    """A context-managed writer with ``write(frame (H, W, 3) uint8 RGB)``.
+
+    ``io.video.VideoWriter`` (H.264) when PyAV is installed; otherwise OpenCV's MPEG-4 Part 2
+    writer, so the encode stage still runs (and is reported as such) on a machine without PyAV.
+    """
+    from anchorgen.io.video import VideoWriter
+
+    if encoder_name().startswith("h264"):
+        return VideoWriter(path, fps)
+    return _OpenCvWriter(path, fps)
+
+
+class _OpenCvWriter:
+    """``cv2.VideoWriter`` (fourcc mp4v) with ``VideoWriter``'s interface; opened on the first frame."""
+
+    def __init__(self, path: Path, fps: float) -> None:
+        self.path, self.fps, self.writer, self.frames_written = Path(path), fps, None, 0
+
+    def __enter__(self) -> _OpenCvWriter:
+        return self
+
+    def write(self, frame: np.ndarray) -> None:
+        import cv2
+
+        from anchorgen.errors import InputError
+
+        if self.writer is None:
+            height, width = frame.shape[:2]
+            fourcc = cv2.VideoWriter_fourcc(*"mp4v")
+            self.writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, (width, height))
+            if not self.writer.isOpened():
+                raise InputError(f"OpenCV cannot write {self.path}")
+        self.writer.write(np.ascontiguousarray(frame[..., ::-1]))  # RGB -> BGR
+        self.frames_written += 1
+
+    def __exit__(self, *exc: object) -> None:
+        if self.writer is not None:
+            self.writer.release()
 
 
 def _has_face(face_points: np.ndarray, affines: np.ndarray) -> np.ndarray:
@@ -483,9 +545,7 @@ def run_bench(
         body_size, face_size = int(body32.config.image_size), int(face32.config.image_size)
         echo(f"motion: the embedded sample, {config.frames} frames at {body_size} px")
         with setup.stage("prepare_motion"):
-            motion = sample_motion(
-                config.frames, body_size, face_size, config.source_frames, config.fps, work
-            )
+            motion = sample_motion(config.frames, body_size, face_size, config.source_frames, work)
         generator = torch.Generator("cpu").manual_seed(config.seed)
         c, h = body32.config.latent_channels, body32.config.latent_size
         noise = torch.randn(config.frames, c, h, h, generator=generator)
@@ -610,6 +670,7 @@ def run_bench(
                 "warmup": warmup,
             },
             "fast_path": {**levers, "windows_per_batch": config.windows_per_batch},
+            "encoder": encoder_name(),
             "frames": config.frames,
             "total_seconds": timer.total,
             "stages_seconds": {stage: timer.seconds.get(stage, 0.0) for stage in STAGES},
@@ -770,6 +831,7 @@ def markdown_table(result: dict) -> str:
                 f"({'pass' if reference['psnr_pass'] else 'FAIL'}, >= {reference['min_psnr_db']:g})",
             ),
         ]
+    rows.append(("encoder", result["encoder"]))
     setup = ", ".join(f"{k} {v:.1f} s" for k, v in result["setup_seconds"].items())
     rows.append(("untimed setup", setup))
     rows += [("note", note) for note in result["notes"]]
