@@ -358,12 +358,14 @@ def render_video(
     steps: int | None = None,
     video: Path | None = None,
     progress: bool = True,
+    checks: dict | None = None,
 ) -> np.ndarray:
     """Body denoise -> decode -> face enhancement (-> marked H.264 at ``video``), each timed.
 
     Renders the first ``length`` frames; ``noise`` (>= length, C, h, w) and ``face_noise``
     (>= faces, C, hf, wf) are the initial noise. Returns the final frames (length, H, W, 3)
-    uint8 as a disk-backed array (before the watermark).
+    uint8 as a disk-backed array (before the watermark). ``checks``, when given, receives
+    ``finite_latents``: whether every denoised body latent is finite (outside the timing).
     """
     from anchorgen.io.watermark import mark_frame
     from anchorgen.pipelines.anchor import (
@@ -403,6 +405,8 @@ def render_video(
             for frame in to_uint8_frames(images)
         )
         body_frames = spool_frames(decoded, workdir / f"body_{tag}.npy", length)
+    if checks is not None:
+        checks["finite_latents"] = bool(torch.isfinite(latents).all())
     del latents
     face_points, affines = motion.face_points[:length], motion.affines[:length]
     faces = int(_has_face(face_points, affines).sum())
@@ -641,7 +645,8 @@ def run_bench(
         echo(f"fast path: {config.frames} frames")
         timer = StageTimer(device)
         video_path = Path(video) if video is not None else work / "bench.mp4"
-        fast_run(config.frames, timer, video=video_path)
+        fast_checks: dict = {}
+        fast_run(config.frames, timer, video=video_path, checks=fast_checks)
         peak_gpu = (
             torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
         )
@@ -671,6 +676,7 @@ def run_bench(
             },
             "fast_path": {**levers, "windows_per_batch": config.windows_per_batch},
             "encoder": encoder_name(),
+            "finite_latents": fast_checks["finite_latents"],
             "frames": config.frames,
             "total_seconds": timer.total,
             "stages_seconds": {stage: timer.seconds.get(stage, 0.0) for stage in STAGES},
@@ -703,7 +709,8 @@ def run_bench(
             k = config.reference_frames
             echo(f"fast path on the first {k} frames, for the comparison")
             fast_prefix_timer = StageTimer(device)
-            fast_prefix = np.array(fast_run(k, fast_prefix_timer))
+            prefix_checks: dict = {}
+            fast_prefix = np.array(fast_run(k, fast_prefix_timer, checks=prefix_checks))
             del body_fast, face_fast
             gc.collect()
             if device.type == "cuda":
@@ -721,6 +728,7 @@ def run_bench(
                 condition_cache_bytes=0,
             )
             reference_timer = StageTimer(device)
+            reference_checks: dict = {}
             reference = render_video(
                 NaiveModel(body32),
                 NaiveModel(face32),
@@ -733,8 +741,10 @@ def run_bench(
                 reference_timer,
                 work,
                 progress=progress,
+                checks=reference_checks,
             )
             agreement = psnr(fast_prefix, np.asarray(reference))
+            finite = prefix_checks["finite_latents"] and reference_checks["finite_latents"]
             fast_spf = fast_prefix_timer.total / k
             reference_spf = reference_timer.total / k
             reference_result = {
@@ -749,7 +759,12 @@ def run_bench(
                 "speedup": reference_spf / fast_spf,
                 "psnr_db": agreement,
                 "min_psnr_db": config.min_psnr,
-                "psnr_pass": agreement >= config.min_psnr,
+                "fast_output_std": float(fast_prefix.std()),
+                "finite_latents": finite,
+                # a NaN or constant video in both paths would match trivially
+                "psnr_pass": bool(
+                    agreement >= config.min_psnr and finite and fast_prefix.std() > 0
+                ),
             }
     result["reference"] = reference_result
     result["complete"] = True
