@@ -229,6 +229,8 @@ def test_cli_bench_writes_the_json_schema(tmp_path):
         reference["seconds_per_frame"] / reference["fast_seconds_per_frame"]
     )
     assert reference["psnr_pass"] and reference["psnr_db"] >= 35.0
+    assert reference["finite_latents"] and reference["fast_output_std"] > 0
+    assert data["finite_latents"] and data["encoder"] == "h264 (PyAV)"  # PyAV is installed here
     env = data["environment"]
     assert env["device"] == "cpu" and env["torch"] == torch.__version__ and env["diffusers"]
     assert env["date"].startswith("20")
