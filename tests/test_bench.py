@@ -27,7 +27,6 @@ from anchorgen.pipelines.accel import (
     NaiveModel,
     cache_frames,
     ensure_sdpa,
-    inference_dtype,
     optimize_model,
 )
 from anchorgen.pipelines.anchor import AnchorPipeline, ArrayFrames
@@ -140,23 +139,13 @@ def test_optimize_model_sets_sdpa_channels_last_and_dtype(models):
     assert compiled.controlnet._compiled_call_impl is not None
 
 
-def test_dtype_settings():
-    from anchorgen.generate import GenerateConfig
-
-    assert inference_dtype("auto", torch.device("cuda")) == torch.bfloat16
-    assert inference_dtype("auto", CPU) == torch.float32
-    assert inference_dtype("float16", CPU) == torch.float16
-    with pytest.raises(ConfigError):
-        inference_dtype("int8", CPU)
-    assert GenerateConfig().dtype == "auto"
-    with pytest.raises(ValueError, match="dtype"):
-        GenerateConfig(dtype="fp8")
-    with pytest.raises(ConfigError, match="dtype"):
-        GenerateConfig().with_overrides(["dtype=fp8"])
+def test_bench_settings_are_validated():
     with pytest.raises(ValueError, match="reference_frames"):
         BenchConfig(frames=10, reference_frames=11)
     with pytest.raises(ValueError, match="compile"):
         BenchConfig(compile="max-autotune")
+    with pytest.raises(ConfigError, match="dtype"):
+        BenchConfig().with_overrides(["dtype=fp8"])
 
 
 def test_bench_presets_and_helpers(models):

@@ -514,8 +514,8 @@ def run_bench(
     ``checkpoint(result)`` is called with the fast path's result (``complete`` False,
     ``reference`` None) before the reference runs, so a run cut short still leaves numbers.
     """
-    from anchorgen.generate import resolve_device
-    from anchorgen.pipelines.accel import NaiveModel, inference_dtype, optimize_model
+    from anchorgen.generate import resolve_device, resolve_dtype
+    from anchorgen.pipelines.accel import NaiveModel, optimize_model
     from anchorgen.pipelines.anchor import appearance_tokens, image_to_unit_tensor
     from anchorgen.pipelines.windows import window_schedule
 
@@ -533,7 +533,7 @@ def run_bench(
         preset = "sd15"
     for note in notes:
         echo(note)
-    fast_dtype = inference_dtype(config.dtype, device)
+    fast_dtype = resolve_dtype(config.dtype, device)
     warmup = (
         config.warmup
         if config.warmup is not None

@@ -26,16 +26,6 @@ DEFAULT_CUDA_CACHE_BYTES = 1 << 30
 """Condition frames up to this size are kept on a CUDA device by default (1 GiB)."""
 
 
-def inference_dtype(name: str, device: torch.device) -> torch.dtype:
-    """``auto``: bfloat16 on CUDA, float32 elsewhere; or the named dtype."""
-    dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-    if name == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    if name not in dtypes:
-        raise ConfigError(f"dtype must be 'auto' or one of {', '.join(dtypes)}, got {name!r}")
-    return dtypes[name]
-
-
 def ensure_sdpa(module: torch.nn.Module) -> int:
     """Replace diffusers' classic attention processor (explicit softmax(QK^T)V) by SDPA.
 
