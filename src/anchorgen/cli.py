@@ -616,7 +616,7 @@ Examples:
 
   anchorgen bench --preset scratch-256 --frames 300 --out bench_scratch.json
 
-  anchorgen bench --preset sd15 --set compile=default --set windows_per_batch=8
+  anchorgen bench --preset sd15 --set compile=default --set windows_per_batch=6
 
   anchorgen bench --preset tiny --frames 24 --reference-frames 8 --set num_inference_steps=2
 """
