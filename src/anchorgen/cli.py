@@ -603,7 +603,8 @@ def demo_command(
 BENCH_HELP = """Time the complete rendering pipeline at the paper's setting, with random weights.
 
 300 frames of the embedded sample's motion, 20 DDIM steps, CFG 3.5, W_c 2, ws 16 / os 4:
-body denoise, decode, face enhancement, H.264 encode, each timed (CUDA synchronised).
+body denoise, decode, face enhancement, watermark + H.264 encode (OpenCV's MPEG-4 where PyAV
+is missing), each timed (CUDA synchronised).
 Reports seconds per stage and per frame, peak GPU memory, host peak RSS and the denoise
 stage's TFLOP/s against a matmul measured in the same run, plus a naive reference (float32,
 one window per forward, CFG as two forwards) on the first --reference-frames frames: its
