@@ -92,6 +92,28 @@ def test_fast_path_matches_the_naive_reference(models):
     assert not torch.equal(fast, noise)
 
 
+def test_naive_model_splits_the_cfg_halves_of_a_face_batch(models):
+    _, face = models
+    c, h, s = face.config.latent_channels, face.config.latent_size, face.config.image_size
+    batch = 6  # 3 one-frame windows x 2 CFG halves
+    inputs = (
+        torch.randn(batch, 1, c, h, h),
+        torch.full((batch,), 300),
+        torch.rand(batch, 1, 3, s, s),
+        torch.randn(batch, 16, face.config.cross_attention_dim),
+    )
+    inpaint = (torch.ones(batch, 1, 1, h, h), torch.randn(batch, 1, c, h, h))
+    sizes = []
+    naive = NaiveModel(copy.copy(face), parts=2)
+    original = naive.model.predict
+    naive.model.predict = lambda *a, **k: sizes.append(a[0].shape[0]) or original(*a, **k)
+    with torch.no_grad():
+        split = naive.predict(*inputs, conditioning_scale=1.0, inpaint=inpaint)
+        whole = face.predict(*inputs, conditioning_scale=1.0, inpaint=inpaint)
+    assert sizes == [3, 3]
+    torch.testing.assert_close(split, whole, atol=1e-5, rtol=1e-4)
+
+
 def test_device_frames_equal_host_frames_and_respect_the_budget():
     frames = _conditions(5, 16)
     cached = cache_frames(frames, CPU, budget_bytes=frames.nbytes)
@@ -120,9 +142,9 @@ def test_optimize_model_sets_sdpa_channels_last_and_dtype(models):
     # a bf16 forward runs and stays close to the float32 one
     c, h, s = model.config.latent_channels, model.config.latent_size, model.config.image_size
     inputs = (
-        torch.randn(1, 4, c, h, h),
+        torch.randn(1, 2, c, h, h),
         torch.tensor([500]),
-        torch.rand(1, 4, 3, s, s),
+        torch.rand(1, 2, 3, s, s),
         torch.randn(1, 16, model.config.cross_attention_dim),
     )
     with torch.no_grad():

@@ -729,9 +729,10 @@ def run_bench(
             )
             reference_timer = StageTimer(device)
             reference_checks: dict = {}
+            parts = 2 if config.guidance_scale > 1.0 else 1  # CFG halves as two forwards
             reference = render_video(
-                NaiveModel(body32),
-                NaiveModel(face32),
+                NaiveModel(body32, parts),
+                NaiveModel(face32, parts),
                 motion,
                 config,
                 naive,

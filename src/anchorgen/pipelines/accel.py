@@ -7,9 +7,9 @@
 - ``DeviceFrames`` / ``cache_frames``: the condition renders of the whole motion kept on the
   model's device as uint8 (a 300-frame 512 px motion is 236 MB) when they fit a budget, so
   no window step copies them from the host again; otherwise they stream from the host.
-- ``NaiveModel``: the opposite, a model wrapper that evaluates every item of a batch
-  (each window, each classifier-free-guidance half) as its own forward pass; the reference
-  path of ``anchorgen bench``.
+- ``NaiveModel``: the opposite, a model wrapper that evaluates the two halves of a
+  classifier-free-guidance batch as two forward passes; with one window per batch it is the
+  reference path of ``anchorgen bench``.
 """
 
 from __future__ import annotations
@@ -122,15 +122,17 @@ def cache_frames(conditions: Any, device: torch.device, budget_bytes: int | None
 
 
 class NaiveModel:
-    """A model wrapper whose ``predict`` runs each batch item as a separate forward pass.
+    """A model wrapper whose ``predict`` splits each batch into ``parts`` separate forward passes.
 
-    With ``windows_per_batch=1`` this turns Algorithm 1 into the naive loop: one window at
-    a time, the unconditional and conditional halves of classifier-free guidance as two
-    forwards. Every other attribute is the wrapped model's.
+    With ``windows_per_batch=1`` and ``parts=2`` this turns Algorithm 1 into the naive loop:
+    one window at a time, the unconditional and conditional halves of classifier-free
+    guidance as two forwards (for a frame-wise model a "window" is ``window_size`` one-frame
+    windows, as ``plan_windows`` batches them). Every other attribute is the wrapped model's.
     """
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, parts: int = 2) -> None:
         self.model = model
+        self.parts = parts
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.model, name)
@@ -144,18 +146,20 @@ class NaiveModel:
         conditioning_scale: float = 1.0,
         inpaint: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """Same arguments and result as ``StructureGuidedDiffusion.predict``, item by item."""
+        """Same arguments and result as ``StructureGuidedDiffusion.predict``, in ``parts`` forwards."""
         outputs = []
-        for i in range(noisy.shape[0]):
-            item = slice(i, i + 1)
+        for part in np.array_split(np.arange(noisy.shape[0]), self.parts):
+            if part.size == 0:
+                continue
+            rows = slice(int(part[0]), int(part[-1]) + 1)
             outputs.append(
                 self.model.predict(
-                    noisy[item],
-                    timesteps[item],
-                    conditions[item],
-                    tokens[item],
+                    noisy[rows],
+                    timesteps[rows],
+                    conditions[rows],
+                    tokens[rows],
                     conditioning_scale=conditioning_scale,
-                    inpaint=None if inpaint is None else (inpaint[0][item], inpaint[1][item]),
+                    inpaint=None if inpaint is None else (inpaint[0][rows], inpaint[1][rows]),
                 )
             )
         return torch.cat(outputs)
