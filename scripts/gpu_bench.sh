@@ -4,11 +4,11 @@
 # when the naive reference is done, so a run stopped by its time limit still leaves numbers.
 # Inputs (carried): .whl with the diffusers wheel (add a PyAV wheel for H.264; without PyAV the
 # encode stage uses OpenCV's MPEG-4 Part 2 and the JSON says so).
-# Usage: bash scripts/gpu_bench.sh [SD15_REFERENCE_FRAMES=16] [SD15_LIMIT_S=200] [SCRATCH_LIMIT_S=95]
+# Usage: bash scripts/gpu_bench.sh [SD15_REFERENCE_FRAMES=16] [SD15_LIMIT_S=225] [SCRATCH_LIMIT_S=75]
 set -uo pipefail
 reference=${1:-16}
-sd15_limit=${2:-200}
-scratch_limit=${3:-95}
+sd15_limit=${2:-225}
+scratch_limit=${3:-75}
 if compgen -G ".whl/*.whl" > /dev/null; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 fi
