@@ -62,21 +62,22 @@ train)
   stage1=${2:?minutes of stage 1}
   stage2=${3:?minutes of stage 2}
   total=$(python3 -c "print($stage1 + $stage2)")
-  common="steps=100000 ema_decay=0.998 checkpoint_every=500 sample_every=100000 log_every=50 $EXTRA"
+  common="steps=100000 ema_decay=0.998 checkpoint_every=500 sample_every=100000 log_every=50"
+  body="$common batch_size=16 num_workers=6 $EXTRA"  # the GPU idles at batch 8 (BENCHMARKS.md)
   cat > "$ROOT/train.sh" <<EOF
 set -x
 cd $PWD
 export PYTHONPATH=$PYTHONPATH PYTHONUNBUFFERED=1
-( python3 -m anchorgen train --preset $BODY_PRESET stage=pretrain $common num_workers=6 \
+( python3 -m anchorgen train --preset $BODY_PRESET stage=pretrain $body \
     "datasets=[$ROOT/data/news,$ROOT/data/talkshow,$ROOT/data/kitchen]" \
     time_limit_minutes=$stage1 output_dir=$ROOT/runs/stage1 > $ROOT/stage1.log 2>&1 &&
-  python3 -m anchorgen train --preset $BODY_PRESET stage=finetune $common num_workers=6 \
+  python3 -m anchorgen train --preset $BODY_PRESET stage=finetune $body \
     "datasets=[$ROOT/data/kitchen]" init_from=$ROOT/runs/stage1 \
     time_limit_minutes=$stage2 output_dir=$ROOT/runs/kitchen/body > $ROOT/stage2.log 2>&1 ) &
-python3 -m anchorgen train --preset $BODY_PRESET stage=finetune freeze_temporal=false $common \
-  num_workers=6 "datasets=[$ROOT/data/kitchen]" time_limit_minutes=$total \
+python3 -m anchorgen train --preset $BODY_PRESET stage=finetune freeze_temporal=false $body \
+  "datasets=[$ROOT/data/kitchen]" time_limit_minutes=$total \
   output_dir=$ROOT/runs/setting1/body > $ROOT/setting1.log 2>&1 &
-python3 -m anchorgen train --preset $FACE_PRESET $common num_workers=3 \
+python3 -m anchorgen train --preset $FACE_PRESET $common num_workers=3 $EXTRA \
   "datasets=[$ROOT/data/kitchen]" time_limit_minutes=$total \
   output_dir=$ROOT/runs/kitchen/face > $ROOT/face.log 2>&1 &
 wait
