@@ -424,7 +424,7 @@ def _pick_front(pixel: torch.Tensor, depth: torch.Tensor, num_pixels: int) -> to
     winner = torch.full((num_pixels,), -1, dtype=torch.long).scatter_reduce(
         0, pixel, candidate, "amax"
     )
-    return winner[winner >= 0]
+    return winner.masked_select(winner >= 0)
 
 
 def _nearest_of(parts: list[tuple[torch.Tensor, ...]], num_pixels: int) -> tuple[torch.Tensor, ...]:
@@ -433,7 +433,7 @@ def _nearest_of(parts: list[tuple[torch.Tensor, ...]], num_pixels: int) -> tuple
         return parts[0]
     joined = [torch.cat(column) for column in zip(*parts, strict=True)]
     keep = _pick_front(joined[0], joined[1], num_pixels)
-    return tuple(column[keep] for column in joined)
+    return tuple(column.index_select(0, keep) for column in joined)
 
 
 def _no_fragments() -> _Fragments:
@@ -529,10 +529,17 @@ def _mesh_fragments(vertices: np.ndarray, faces: np.ndarray, height: int, width:
         z = z0 + w1 * e1z + w2 * e2z
         pixel = py * width + px
         front = _pick_front(pixel, z, height * width)
-        w1, w2 = w1[front, None], w2[front, None]
-        corner = v_normal[faces_t[ids[front]]]  # (M, 3 corners, 3)
+        w1, w2 = w1.index_select(0, front)[:, None], w2.index_select(0, front)[:, None]
+        corners = faces_t.index_select(0, ids.index_select(0, front))  # (M, 3)
+        corner = v_normal.index_select(0, corners.view(-1)).view(-1, 3, 3)  # (M, 3 corners, 3)
         n = corner[:, 0] + w1 * (corner[:, 1] - corner[:, 0]) + w2 * (corner[:, 2] - corner[:, 0])
-        parts.append((pixel[front], z[front], torch.nn.functional.normalize(n, dim=1)))
+        parts.append(
+            (
+                pixel.index_select(0, front),
+                z.index_select(0, front),
+                torch.nn.functional.normalize(n, dim=1),
+            )
+        )
     return _nearest_of(parts, height * width) if parts else _no_fragments()
 
 
@@ -614,27 +621,30 @@ def _capsule_fragments(
         h = k1 * k1 - k0 * k2_i
         t_body = (-torch.sqrt(h.clamp(min=0)) - k1) / k2_i
         y_body = k - ra_i * slope_i + t_body * uz  # position along the axis, times 1/|b - a|
-        on_body = cone_ok[ids] & (h >= 0) & (y_body > 0) & (y_body < y_max)
+        cone_ok_i = cone_ok.index_select(0, ids)
+        on_body = cone_ok_i & (h >= 0) & (y_body > 0) & (y_body < y_max)
         h_a = ra_i * ra_i - m5
         h_b = rb_i * rb_i - (dx - bax) ** 2 - (dy - bay) ** 2
         t_a = torch.where(h_a >= 0, -torch.sqrt(h_a.clamp(min=0)), torch.inf)
         t_b = torch.where(h_b >= 0, baz - torch.sqrt(h_b.clamp(min=0)), torch.inf)
-        may_hit = ~cone_ok[ids] | (h >= 0)  # a ray that misses the infinite cone misses all
+        may_hit = ~cone_ok_i | (h >= 0)  # a ray that misses the infinite cone misses all
         t_cap = torch.where(may_hit, torch.minimum(t_a, t_b), torch.inf)
         z = az + torch.where(on_body, t_body, t_cap)
         pixel = py * width + px
         front = _pick_front(pixel, z, height * width)
-        c = ids[front]
+        c = ids.index_select(0, front)
         # Normals from the hit point p: cone d2 (p - a) - u (u.(p - a) - ra rr'); spheres
         # (p - centre).
-        pa = torch.stack([dx[front], dy[front], z[front] - az[front]], 1)  # (M, 3) p - a
-        u_c = u[c]
-        axial = (u_c * pa).sum(1) - ra[c] * slope[c]
-        cone_n = d2[c, None] * pa - u_c * axial[:, None]
-        at_a = (t_a[front] <= t_b[front])[:, None]
-        sphere_n = torch.where(at_a, pa, pa - (b[c] - a[c]))
-        n = torch.where(on_body[front, None], cone_n, sphere_n)
-        parts.append((pixel[front], z[front], torch.nn.functional.normalize(n, dim=1)))
+        pixel, z, dx, dy, az, t_a, t_b, on_body = (
+            v.index_select(0, front) for v in (pixel, z, dx, dy, az, t_a, t_b, on_body)
+        )
+        u_c, ra_c, slope_c, d2_c, ba_c = (v.index_select(0, c) for v in (u, ra, slope, d2, b - a))
+        pa = torch.stack([dx, dy, z - az], 1)  # (M, 3) p - a
+        axial = (u_c * pa).sum(1) - ra_c * slope_c
+        cone_n = d2_c[:, None] * pa - u_c * axial[:, None]
+        sphere_n = torch.where((t_a <= t_b)[:, None], pa, pa - ba_c)
+        n = torch.where(on_body[:, None], cone_n, sphere_n)
+        parts.append((pixel, z, torch.nn.functional.normalize(n, dim=1)))
     return _nearest_of(parts, height * width) if parts else _no_fragments()
 
 
