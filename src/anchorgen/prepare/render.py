@@ -412,27 +412,31 @@ def _cone_fragments(
     yield from _span_fragments(lo, hi, span, height, width)
 
 
-def _pick_front(pixel: torch.Tensor, depth: torch.Tensor, num_pixels: int) -> torch.Tensor:
+def _pick_front(pixel: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
     """Z-test: index (M,) of the nearest fragment at each covered pixel, in pixel order.
 
     _Fragments with infinite depth are misses. Among fragments of equal depth the one
     listed last wins (a scatter max does not depend on the order of operations).
     """
-    nearest = torch.full((num_pixels,), torch.inf).scatter_reduce(0, pixel, depth, "amin")
-    is_front = (depth == nearest.index_select(0, pixel)) & (depth < torch.inf)
+    if not len(pixel):
+        return torch.zeros(0, dtype=torch.long)
+    # Buffers span only the covered pixel range [first, last] of the image.
+    first = int(pixel.min())
+    local = pixel - first
+    span = int(pixel.max()) - first + 1
+    nearest = torch.full((span,), torch.inf).scatter_reduce(0, local, depth, "amin")
+    is_front = (depth == nearest.index_select(0, local)) & (depth < torch.inf)
     candidate = torch.where(is_front, torch.arange(len(pixel)), -1)
-    winner = torch.full((num_pixels,), -1, dtype=torch.long).scatter_reduce(
-        0, pixel, candidate, "amax"
-    )
+    winner = torch.full((span,), -1, dtype=torch.long).scatter_reduce(0, local, candidate, "amax")
     return winner.masked_select(winner >= 0)
 
 
-def _nearest_of(parts: list[tuple[torch.Tensor, ...]], num_pixels: int) -> tuple[torch.Tensor, ...]:
+def _nearest_of(parts: list[tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, ...]:
     """Concatenate per-pixel fragment tuples (pixel, depth, ...) and keep the nearest per pixel."""
     if len(parts) == 1:
         return parts[0]
     joined = [torch.cat(column) for column in zip(*parts, strict=True)]
-    keep = _pick_front(joined[0], joined[1], num_pixels)
+    keep = _pick_front(joined[0], joined[1])
     return tuple(column.index_select(0, keep) for column in joined)
 
 
@@ -528,7 +532,7 @@ def _mesh_fragments(vertices: np.ndarray, faces: np.ndarray, height: int, width:
         w2 = (y * e1x - x * e1y) * inv_area
         z = z0 + w1 * e1z + w2 * e2z
         pixel = py * width + px
-        front = _pick_front(pixel, z, height * width)
+        front = _pick_front(pixel, z)
         w1, w2 = w1.index_select(0, front)[:, None], w2.index_select(0, front)[:, None]
         corners = faces_t.index_select(0, ids.index_select(0, front))  # (M, 3)
         corner = v_normal.index_select(0, corners.view(-1)).view(-1, 3, 3)  # (M, 3 corners, 3)
@@ -540,7 +544,7 @@ def _mesh_fragments(vertices: np.ndarray, faces: np.ndarray, height: int, width:
                 torch.nn.functional.normalize(n, dim=1),
             )
         )
-    return _nearest_of(parts, height * width) if parts else _no_fragments()
+    return _nearest_of(parts) if parts else _no_fragments()
 
 
 def rasterize_capsules(
@@ -631,7 +635,7 @@ def _capsule_fragments(
         t_cap = torch.where(may_hit, torch.minimum(t_a, t_b), torch.inf)
         z = az + torch.where(on_body, t_body, t_cap)
         pixel = py * width + px
-        front = _pick_front(pixel, z, height * width)
+        front = _pick_front(pixel, z)
         c = ids.index_select(0, front)
         # Normals from the hit point p: cone d2 (p - a) - u (u.(p - a) - ra rr'); spheres
         # (p - centre).
@@ -640,12 +644,12 @@ def _capsule_fragments(
         )
         u_c, ra_c, slope_c, d2_c, ba_c = (v.index_select(0, c) for v in (u, ra, slope, d2, b - a))
         pa = torch.stack([dx, dy, z - az], 1)  # (M, 3) p - a
-        axial = (u_c * pa).sum(1) - ra_c * slope_c
+        axial = u_c[:, 0] * dx + u_c[:, 1] * dy + u_c[:, 2] * pa[:, 2] - ra_c * slope_c
         cone_n = d2_c[:, None] * pa - u_c * axial[:, None]
         sphere_n = torch.where((t_a <= t_b)[:, None], pa, pa - ba_c)
         n = torch.where(on_body[:, None], cone_n, sphere_n)
         parts.append((pixel, z, torch.nn.functional.normalize(n, dim=1)))
-    return _nearest_of(parts, height * width) if parts else _no_fragments()
+    return _nearest_of(parts) if parts else _no_fragments()
 
 
 def _lambert(normal: torch.Tensor, albedo: torch.Tensor, color: tuple[float, ...]) -> torch.Tensor:
@@ -721,7 +725,7 @@ class _Scene:
             groups.append((*fragments, torch.full((len(fragments[0]),), albedo)))
         image = torch.zeros(height * width, 3, dtype=torch.uint8)
         if groups:
-            pixel, _, normal, albedo = _nearest_of(groups, height * width)
+            pixel, _, normal, albedo = _nearest_of(groups)
             image[pixel] = _lambert(normal, albedo, color)
         return image.view(height, width, 3).numpy()
 
