@@ -3,7 +3,8 @@
 Two passes over the video keep memory flat however long the clip is:
 pass 1 decodes and tracks (MediaPipe Holistic) to get every frame's landmarks, from which
 one fixed crop for the whole clip is chosen; pass 2 decodes again and writes the cropped
-frames, condition renders, face crops, masks and mattes. Everything is written into a
+frames, condition renders, face crops, masks and mattes. Both passes work on consecutive
+segments of the clip in one shared pool of worker processes. Everything is written into a
 temporary directory that is renamed to ``--out`` only when all of it succeeded.
 """
 
@@ -225,8 +226,6 @@ def _track(video, fps, config, info, pool, progress):
     Consecutive segments of the clip are tracked in parallel processes; each restarts
     MediaPipe's tracker at its first frame, which the smoothing pass evens out.
     """
-    import os
-
     from anchorgen.prepare.holistic import count_faces_in_frames
 
     matte_scale = min(1.0, MATTE_MAX_SIDE / max(info.width, info.height))
@@ -333,7 +332,6 @@ def _write_frames(
 
     Returns the (T, 2, 3) crop -> face affines.
     """
-    import os
 
     num_frames = len(crop_landmarks)
     affines = clip_face_affines(crop_landmarks, config.face_size)
@@ -420,8 +418,6 @@ def rerender(root: str | Path, progress: bool = True, workers: int | None = None
     left them out (e.g. a transfer to a training machine) or after a renderer update.
     Segments of frames are rendered in ``workers`` processes (default: one per CPU).
     """
-    import os
-
     from anchorgen.io.dataset import DatasetMeta
 
     root = Path(root)
