@@ -47,7 +47,9 @@ def write_image(path: Path, image: np.ndarray) -> None:
     params = (
         [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
         if path.suffix == ".jpg"
-        else [cv2.IMWRITE_PNG_COMPRESSION, 3]
+        # lossless either way: without per-row filter search and at zlib level 1, PNG encodes
+        # 3x faster (renders and masks grow about 30%)
+        else [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE]
     )
     ok, data = cv2.imencode(path.suffix, image, params)
     if not ok:

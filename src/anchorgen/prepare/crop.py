@@ -174,6 +174,28 @@ def apply_crop(
     return out.reshape(out_size, out_size, *frame.shape[2:])
 
 
+def crop_matte(
+    small: np.ndarray, box: CropBox, image_size: tuple[int, int], out_size: int
+) -> np.ndarray:
+    """The ``box`` crop of a down-scaled (h, w) matte of an image of (width, height).
+
+    One bilinear warp from the small matte straight to (out_size, out_size), the edge
+    repeated outside the frame; mattes are smooth, so this matches cropping the matte at
+    full resolution to within interpolation error, without building the full-size matte.
+    """
+    width, height = image_size
+    to_source = np.array([[width / small.shape[1], 0.0, 0.0], [0.0, height / small.shape[0], 0.0]])
+    crop = box.affine(out_size)
+    small_to_crop = np.hstack([crop[:, :2] @ to_source[:, :2], crop[:, 2:]])  # (2, 3)
+    return cv2.warpAffine(
+        small,
+        pixel_center_affine(small_to_crop),
+        (out_size, out_size),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
+
+
 def valid_mask(box: CropBox, image_size: tuple[int, int], out_size: int) -> np.ndarray:
     """(out_size, out_size) bool: True where the output pixel's whole footprint is source.
 

@@ -3,7 +3,8 @@
 Two passes over the video keep memory flat however long the clip is:
 pass 1 decodes and tracks (MediaPipe Holistic) to get every frame's landmarks, from which
 one fixed crop for the whole clip is chosen; pass 2 decodes again and writes the cropped
-frames, condition renders, face crops, masks and mattes. Everything is written into a
+frames, condition renders, face crops, masks and mattes. Both passes work on consecutive
+segments of the clip in one shared pool of worker processes. Everything is written into a
 temporary directory that is renamed to ``--out`` only when all of it succeeded.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -25,7 +27,7 @@ from anchorgen.io import video as video_io
 from anchorgen.io.atomic import atomic_directory
 from anchorgen.io.dataset import SCHEMA_VERSION, DatasetMeta, frame_name, write_image
 from anchorgen.landmarks import PARTS, LandmarkSequence, transform_points
-from anchorgen.parallel import run_segments, split_frames
+from anchorgen.parallel import run_segments, segment_pool, split_frames
 
 log = logging.getLogger(__name__)
 
@@ -122,83 +124,95 @@ def prepare(
             f"{video}: clip is {end - config.start:.1f} s long; at least {MIN_SECONDS:.0f} s are needed"
         )
 
-    tick = time.perf_counter()
-    raw, mattes = _track(video, fps, config, info, progress)
-    timings["track_s"] = time.perf_counter() - tick
-    num_frames = len(raw)
-    _check_person(raw, video)
-
-    from anchorgen.prepare.crop import compute_clip_crop, valid_mask
-    from anchorgen.prepare.smoothing import jitter, smooth_sequence
-
-    smoothed = smooth_sequence(raw, max_gap_seconds=config.max_gap_seconds)
-    box = compute_clip_crop(smoothed, (info.width, info.height), margin=config.crop_margin)
-    to_crop = box.affine(config.size)
-    crop_landmarks = smoothed.transformed(to_crop, (config.size, config.size))
-    crop_raw = raw.transformed(to_crop, (config.size, config.size))
-    holdout = round(config.holdout_seconds * fps)
-    if holdout >= num_frames - fps:
-        raise InputError(
-            f"--holdout-seconds {config.holdout_seconds} leaves less than one second of {num_frames / fps:.1f} s for training"
-        )
-
-    condition_images = _condition_source(
-        conditions_dir, smplx_params, smplx_model, num_frames, fps, config.size
-    )
-    with atomic_directory(out, overwrite=overwrite) as tmp:
-        for sub in ("frames", "renders", "mattes", "face/frames", "face/renders", "face/masks"):
-            (tmp / sub).mkdir(parents=True)
+    workers = config.workers or os.cpu_count() or 1
+    with segment_pool(workers) as pool:  # both passes share the worker processes
         tick = time.perf_counter()
-        face_affines = _write_frames(
-            tmp, video, fps, config, box, info, crop_landmarks, mattes, condition_images, progress
+        raw, mattes = _track(video, fps, config, info, pool, progress)
+        timings["track_s"] = time.perf_counter() - tick
+        num_frames = len(raw)
+        _check_person(raw, video)
+
+        from anchorgen.prepare.crop import compute_clip_crop, valid_mask
+        from anchorgen.prepare.smoothing import jitter, smooth_sequence
+
+        smoothed = smooth_sequence(raw, max_gap_seconds=config.max_gap_seconds)
+        box = compute_clip_crop(smoothed, (info.width, info.height), margin=config.crop_margin)
+        to_crop = box.affine(config.size)
+        crop_landmarks = smoothed.transformed(to_crop, (config.size, config.size))
+        crop_raw = raw.transformed(to_crop, (config.size, config.size))
+        holdout = round(config.holdout_seconds * fps)
+        if holdout >= num_frames - fps:
+            raise InputError(
+                f"--holdout-seconds {config.holdout_seconds} leaves less than one second of {num_frames / fps:.1f} s for training"
+            )
+
+        condition_images = _condition_source(
+            conditions_dir, smplx_params, smplx_model, num_frames, fps, config.size
         )
-        timings["write_s"] = time.perf_counter() - tick
-        np.save(tmp / "face_affines.npy", face_affines)
-        crop_landmarks.save(tmp / "landmarks.npz")
-        crop_raw.save(tmp / "landmarks_raw.npz")
-        valid = valid_mask(box, (info.width, info.height), config.size)
-        write_image(tmp / "valid.png", valid.astype(np.uint8) * 255)
-        audio = video_io.read_audio(video, config.start, end) if info.has_audio else None
-        if audio is not None and len(audio):
-            video_io.write_wav(tmp / "audio.wav", audio)
-        meta = DatasetMeta(
-            schema_version=SCHEMA_VERSION,
-            anchorgen_version=__version__,
-            source={
-                "path": str(Path(video).resolve()),
-                "width": info.width,
-                "height": info.height,
-                "fps": info.fps,
-                "duration": info.duration,
-                "codec": info.codec,
-                "rotation": info.rotation,
-                "start": config.start,
-                "end": end,
-            },
-            fps=fps,
-            num_frames=num_frames,
-            size=config.size,
-            face_size=config.face_size,
-            crop={
-                "x0": box.x0,
-                "y0": box.y0,
-                "side": box.side,
-                "padding": [
-                    p * config.size / box.side for p in box.padding((info.width, info.height))
-                ],
-            },
-            split={
-                "train": [0, num_frames - holdout],
-                "holdout": [num_frames - holdout, num_frames],
-            },
-            has_audio=audio is not None and len(audio) > 0,
-            conditions="images" if conditions_dir else "smplx" if smplx_params else "landmarks",
-        )
-        meta.save(tmp)
-        report = _report(raw, smoothed, crop_landmarks, valid, fps, timings, jitter)
-        (tmp / "report.json").write_text(json.dumps(report, indent=2))
-        _contact_sheet(tmp, crop_landmarks, num_frames)
-    return out
+        with atomic_directory(out, overwrite=overwrite) as tmp:
+            for sub in ("frames", "renders", "mattes", "face/frames", "face/renders", "face/masks"):
+                (tmp / sub).mkdir(parents=True)
+            tick = time.perf_counter()
+            face_affines = _write_frames(
+                tmp,
+                video,
+                fps,
+                config,
+                box,
+                info,
+                crop_landmarks,
+                mattes,
+                condition_images,
+                pool,
+                progress,
+            )
+            timings["write_s"] = time.perf_counter() - tick
+            np.save(tmp / "face_affines.npy", face_affines)
+            crop_landmarks.save(tmp / "landmarks.npz")
+            crop_raw.save(tmp / "landmarks_raw.npz")
+            valid = valid_mask(box, (info.width, info.height), config.size)
+            write_image(tmp / "valid.png", valid.astype(np.uint8) * 255)
+            audio = video_io.read_audio(video, config.start, end) if info.has_audio else None
+            if audio is not None and len(audio):
+                video_io.write_wav(tmp / "audio.wav", audio)
+            meta = DatasetMeta(
+                schema_version=SCHEMA_VERSION,
+                anchorgen_version=__version__,
+                source={
+                    "path": str(Path(video).resolve()),
+                    "width": info.width,
+                    "height": info.height,
+                    "fps": info.fps,
+                    "duration": info.duration,
+                    "codec": info.codec,
+                    "rotation": info.rotation,
+                    "start": config.start,
+                    "end": end,
+                },
+                fps=fps,
+                num_frames=num_frames,
+                size=config.size,
+                face_size=config.face_size,
+                crop={
+                    "x0": box.x0,
+                    "y0": box.y0,
+                    "side": box.side,
+                    "padding": [
+                        p * config.size / box.side for p in box.padding((info.width, info.height))
+                    ],
+                },
+                split={
+                    "train": [0, num_frames - holdout],
+                    "holdout": [num_frames - holdout, num_frames],
+                },
+                has_audio=audio is not None and len(audio) > 0,
+                conditions="images" if conditions_dir else "smplx" if smplx_params else "landmarks",
+            )
+            meta.save(tmp)
+            report = _report(raw, smoothed, crop_landmarks, valid, fps, timings, jitter)
+            (tmp / "report.json").write_text(json.dumps(report, indent=2))
+            _contact_sheet(tmp, crop_landmarks, num_frames)
+        return out
 
 
 def _segment_times(config: PrepareConfig, fps: float, stop: float, a: int, b: int, last: bool):
@@ -206,14 +220,12 @@ def _segment_times(config: PrepareConfig, fps: float, stop: float, a: int, b: in
     return config.start + a / fps, stop if last else config.start + (b - 0.5) / fps
 
 
-def _track(video, fps, config, info, progress):
+def _track(video, fps, config, info, pool, progress):
     """Pass 1: landmarks of every frame (source pixels) and down-scaled mattes.
 
     Consecutive segments of the clip are tracked in parallel processes; each restarts
     MediaPipe's tracker at its first frame, which the smoothing pass evens out.
     """
-    import os
-
     from anchorgen.prepare.holistic import count_faces_in_frames
 
     matte_scale = min(1.0, MATTE_MAX_SIDE / max(info.width, info.height))
@@ -232,7 +244,7 @@ def _track(video, fps, config, info, progress):
         )
         for k, (a, b) in enumerate(segments)
     ]
-    results = run_segments(_track_segment, jobs, count, "landmarks", progress)
+    results = run_segments(_track_segment, jobs, count, "landmarks", progress, pool)
     raw = LandmarkSequence.concatenate([r[0] for r in results])
     mattes = [m for r in results for m in r[1]]
     face_counts = count_faces_in_frames([f for r in results for f in r[2]])
@@ -313,12 +325,13 @@ def _condition_image(conditions, i: int, size: int) -> np.ndarray:
     return np.asarray(conditions[i : i + 1][0])
 
 
-def _write_frames(tmp, video, fps, config, box, info, crop_landmarks, mattes, conditions, progress):
+def _write_frames(
+    tmp, video, fps, config, box, info, crop_landmarks, mattes, conditions, pool, progress
+):
     """Pass 2, in parallel segments: cropped frames, renders, mattes, face crops and masks.
 
     Returns the (T, 2, 3) crop -> face affines.
     """
-    import os
 
     num_frames = len(crop_landmarks)
     affines = clip_face_affines(crop_landmarks, config.face_size)
@@ -342,13 +355,13 @@ def _write_frames(tmp, video, fps, config, box, info, crop_landmarks, mattes, co
         )
         for k, (a, b) in enumerate(segments)
     ]
-    run_segments(_write_segment, jobs, num_frames, "renders", progress)
+    run_segments(_write_segment, jobs, num_frames, "renders", progress, pool)
     return affines
 
 
 def _write_segment(job, report) -> None:
     """Pass 2 for output frames a..b-1."""
-    from anchorgen.prepare.crop import apply_crop
+    from anchorgen.prepare.crop import apply_crop, crop_matte
     from anchorgen.prepare.face import compose_affines, face_mask, warp_face
 
     tmp, video, fps, config, box, size, landmarks, affines, mattes, conditions, a, b, t0, t1 = job
@@ -362,8 +375,7 @@ def _write_segment(job, report) -> None:
         else:
             render = _condition_image(conditions, i, config.size)
             face_render = warp_face(render, affines[i], config.face_size)
-        full_matte = cv2.resize(mattes[i - a], size, interpolation=cv2.INTER_LINEAR)
-        matte = apply_crop(full_matte[..., None], box, config.size, pad_mode="edge")[..., 0]
+        matte = crop_matte(mattes[i - a], box, size, config.size)
         # the face crop comes from the full-resolution source frame, not the resized crop
         face = warp_face(frame, compose_affines(affines[i], to_crop), config.face_size)
         mask = face_mask(
@@ -406,8 +418,6 @@ def rerender(root: str | Path, progress: bool = True, workers: int | None = None
     left them out (e.g. a transfer to a training machine) or after a renderer update.
     Segments of frames are rendered in ``workers`` processes (default: one per CPU).
     """
-    import os
-
     from anchorgen.io.dataset import DatasetMeta
 
     root = Path(root)

@@ -1,0 +1,76 @@
+"""Specifications kept by the ``prepare`` speed work: same renders, same mattes, shared workers."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import cv2
+import numpy as np
+
+from anchorgen.parallel import run_segments, segment_pool
+from anchorgen.prepare.crop import CropBox, apply_crop, crop_matte
+from anchorgen.prepare.render import render_frame
+from test_render import synthetic_frame
+
+REFERENCE_RENDER_SHA256 = "51a325a792918fc9126312e13ae3b61ad021c0739042a30344f9e3232cc985d4"
+"""sha256 of the synthetic person rendered at 256 px by the renderer before the speed work
+(main at cde602a). Renders must be reproducible from saved landmarks, so a faster renderer
+has to draw the same bytes; change this only with a deliberate change of the render look."""
+
+
+def test_renderer_draws_the_same_bytes_as_before():
+    frame, visibility = synthetic_frame(256)
+    image = render_frame(frame, 256, visibility=visibility)
+    assert hashlib.sha256(image.tobytes()).hexdigest() == REFERENCE_RENDER_SHA256
+
+
+def _soft_person_matte(width: int = 1080, height: int = 1920) -> np.ndarray:
+    matte = np.zeros((height, width), np.float32)
+    cv2.ellipse(
+        matte, (width // 2, height * 4 // 7), (width * 7 // 20, height * 3 // 8), 0, 0, 360, 1.0, -1
+    )
+    return cv2.GaussianBlur(matte, (0, 0), 2)
+
+
+def test_matte_crop_from_the_small_matte_matches_the_full_resolution_crop():
+    """One warp from the down-scaled matte equals up-scaling it to the frame and cropping
+    that, to within interpolation error, for crops inside and across the frame edges."""
+    matte = _soft_person_matte()
+    small = (cv2.resize(matte, (360, 640), interpolation=cv2.INTER_AREA) * 255).round()
+    small = small.astype(np.uint8)
+    full = cv2.resize(small, (1080, 1920), interpolation=cv2.INTER_LINEAR)[..., None]
+    for box in (CropBox(-414, 0, 1920), CropBox(100, 300, 900), CropBox(-50, -20, 700)):
+        expected = apply_crop(full, box, 512, pad_mode="edge")[..., 0].astype(int)
+        got = crop_matte(small, box, (1080, 1920), 512).astype(int)
+        assert got.shape == (512, 512)
+        assert np.abs(got - expected).mean() < 0.2, box
+        assert np.abs(got - expected).max() <= 16, box
+
+
+def test_matte_crop_is_not_shifted():
+    """A matte whose left half is on: the edge lands where the box puts it (1 px at 512)."""
+    small = np.zeros((640, 360), np.uint8)
+    small[:, :180] = 255
+    box = CropBox(40, 200, 1000)
+    crop = crop_matte(small, box, (1080, 1920), 500)  # 2 source px per crop px
+    edge = (540 - box.x0) / 2  # the source edge x = 540 in crop pixels
+    row = crop[250].astype(float) / 255
+    assert abs(row.sum() - edge) < 1.0
+
+
+def _pid_and_square(job, report):
+    report(1)
+    return os.getpid(), job[0] ** 2
+
+
+def test_passes_share_one_pool_of_worker_processes():
+    with segment_pool(2) as pool:
+        first = run_segments(_pid_and_square, [(2,), (3,)], 2, "a", False, pool)
+        second = run_segments(_pid_and_square, [(4,), (5,)], 2, "b", False, pool)
+    assert [r[1] for r in first + second] == [4, 9, 16, 25]
+    workers = {r[0] for r in first + second}
+    assert os.getpid() not in workers and len(workers) <= 2  # no new processes per pass
+    with segment_pool(1) as none:
+        assert none is None
+        assert run_segments(_pid_and_square, [(6,)], 1, "c", False, none) == [(os.getpid(), 36)]
