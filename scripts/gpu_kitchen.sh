@@ -28,6 +28,7 @@ ROOT=${ANCHORGEN_GPU_ROOT:-/root/anchorgen}
 BODY_PRESET=${BODY_PRESET:-scratch-256}
 FACE_PRESET=${FACE_PRESET:-face}
 EXTRA=${EXTRA:-}  # more key=value overrides for every training run (CPU rehearsals)
+GENERATE_SET=${GENERATE_SET:-}  # more --set options for the renders (CPU rehearsals)
 OUT=${OUT:-$ROOT/out}
 SITE=/tmp/site
 for wheels in .whl .whl_av; do
@@ -121,14 +122,15 @@ export)
   ;;
 cross)
   anchorgen generate --model "$ROOT/runs/kitchen" --dataset "$ROOT/data/kitchen" \
-    --motion "$ROOT/data/talkshow_60s.npz" --out "$OUT/cross_60s.mp4" --set windows_per_batch=8
+    --motion "$ROOT/data/talkshow_60s.npz" --out "$ROOT/cross_60s.mp4" --set windows_per_batch=8 $GENERATE_SET
+  split -b 15M "$ROOT/cross_60s.mp4" "$OUT/cross_60s.mp4.part-"  # 16 MiB per returned file
   ls -la "$OUT"
   ;;
 speech)
   [ -e "$ROOT/runs/kitchen/audio2motion" ] || cp -r "$ROOT/data/speech/audio2motion" "$ROOT/runs/kitchen/"
   for speech in radio_speech talkshow_speech; do
     anchorgen generate --model "$ROOT/runs/kitchen" --dataset "$ROOT/data/kitchen" \
-      --audio "$ROOT/data/speech/$speech.wav" --out "$OUT/$speech.mp4" --set windows_per_batch=8
+      --audio "$ROOT/data/speech/$speech.wav" --out "$OUT/$speech.mp4" --set windows_per_batch=8 $GENERATE_SET
   done
   ls -la "$OUT"
   ;;

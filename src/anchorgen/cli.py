@@ -461,6 +461,11 @@ def generate_command(
     typer.echo(
         f"wrote {summary['frames']} frames ({summary['frames'] / summary['fps']:.1f} s) to {out} in "
         f"{summary['seconds']:.1f} s ({summary['seconds_per_frame'] * 1000:.0f} ms/frame)"
+        + (
+            f", peak GPU memory {summary['peak_gpu_gib']:.2f} GiB"
+            if summary["peak_gpu_gib"] is not None
+            else ""
+        )
     )
 
 
