@@ -24,7 +24,7 @@ from anchorgen.io.atomic import atomic_directory
 from anchorgen.landmarks import LandmarkSequence
 from anchorgen.motion.audio import N_MELS, frame_features, load_speech
 from anchorgen.motion.audio2motion.model import Audio2Motion
-from anchorgen.motion.audio2motion.representation import MOTION_DIM, encode, mouth_dims
+from anchorgen.motion.audio2motion.representation import LAYOUT, MOTION_DIM, encode, mouth_dims
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +73,13 @@ class Audio2MotionConfig(BaseConfig):
     """AdamW weight decay."""
     mouth_loss_weight: float = 4.0
     """Extra weight of the lip and jaw dims in the loss: speech drives them tightly."""
+    balance_parts: bool = True
+    """Give each part (mouth, rest of the face, head, body, each hand) the same total loss
+    weight (the mouth ``mouth_loss_weight`` times it) instead of the same weight per dim, so
+    the 4 head dims are not drowned by 282 face dims."""
+    prediction_type: str = "v"
+    """"v": the network predicts the velocity v and x_0 = sqrt(abar) x_t - sqrt(1-abar) v
+    (Salimans & Ho 2022), trained with the v loss; "x0": it predicts x_0 directly."""
     velocity_loss_weight: float = 4.0
     """Weight of the frame-to-frame velocity loss on x_0 (smooth, right-speed motion)."""
     cond_drop_prob: float = 0.1
@@ -105,6 +112,7 @@ class Audio2MotionConfig(BaseConfig):
         require(self.audio_noise >= 0.0, "audio_noise must be >= 0")
         require(0.0 <= self.audio_frame_drop < 1.0, "audio_frame_drop must be in [0, 1)")
         require(self.mouth_loss_weight > 0, "mouth_loss_weight must be positive")
+        require(self.prediction_type in ("x0", "v"), "prediction_type must be 'x0' or 'v'")
         require(self.num_train_timesteps >= 10, "num_train_timesteps must be >= 10")
         require(
             self.device in ("cpu", "cuda", "auto"),
@@ -244,6 +252,24 @@ def sample_batch(
     return values, mask, audio
 
 
+def dim_loss_weights(mouth_weight: float, balance_parts: bool) -> np.ndarray:
+    """(D,) loss weight per motion dim, mean 1.
+
+    Balanced: every part (mouth, rest of face, head, body, left hand, right hand) gets the
+    same total weight, the mouth ``mouth_weight`` times it. Unbalanced: 1 per dim, the mouth
+    dims ``mouth_weight``.
+    """
+    mouth = mouth_dims()
+    parts = [mouth, np.setdiff1d(np.arange(LAYOUT["face"].start, LAYOUT["face"].stop), mouth)]
+    parts += [np.arange(LAYOUT[k].start, LAYOUT[k].stop) for k in ("head", "body")]
+    parts += [np.arange(LAYOUT[k].start, LAYOUT[k].stop) for k in ("left_hand", "right_hand")]
+    weights = np.ones(MOTION_DIM)
+    for i, dims in enumerate(parts):
+        share = mouth_weight if i == 0 else 1.0
+        weights[dims] = share / len(dims) if balance_parts else share
+    return weights / weights.mean()
+
+
 def diffusion_loss(
     model: Audio2Motion,
     values: torch.Tensor,
@@ -252,8 +278,11 @@ def diffusion_loss(
     config: Audio2MotionConfig,
     generator: torch.Generator,
 ) -> torch.Tensor:
-    """Masked x0-prediction loss (DDPM forward process, Ho et al. 2020, eq. 4) + velocity term.
+    """Masked denoising loss (DDPM forward process, Ho et al. 2020, eq. 4) + velocity term.
 
+    The error of the x_0 estimate is weighted per dim by ``dim_loss_weights``; with
+    ``prediction_type="v"`` also by 1 / (1 - abar_t), which makes it the v loss
+    (|v_hat - v|^2 = |x0_hat - x0|^2 / (1 - abar), Salimans & Ho 2022, sec. 4).
     values, mask: (B, L, D) raw motion; audio: (B, L, 2m+1, C) raw features.
     """
     b, length, _ = values.shape
@@ -261,8 +290,8 @@ def diffusion_loss(
     x0 = torch.where(
         mask, (values - model.motion_mean) / model.motion_std, torch.zeros((), device=device)
     )
-    weights = mask.float()
-    weights[..., torch.from_numpy(mouth_dims()).to(device)] *= config.mouth_loss_weight
+    dim_weights = dim_loss_weights(config.mouth_loss_weight, config.balance_parts)
+    weights = mask.float() * torch.from_numpy(dim_weights).float().to(device)  # (B, L, D)
     # Random draws come from a CPU generator: the same seed gives the same run on any device.
     t = torch.randint(0, model.config.num_train_timesteps, (b,), generator=generator).to(device)
     ab = model.alphas_cumprod[t][:, None, None]
@@ -280,10 +309,13 @@ def diffusion_loss(
     )
     pred = model(noisy, t, speech, x0 * context_mask, context_mask, keep_audio)
     weights = weights * (1 - context_mask)  # carried frames are given, not learned
-    loss = (weights * (pred - x0) ** 2).sum() / weights.sum().clamp_min(1.0)
-    vel_w = weights[:, 1:] * weights[:, :-1].clamp(max=1.0)
+    vel_w = weights[:, 1:] * (weights[:, :-1] > 0)
+    total, vel_total = weights.sum().clamp_min(1.0), vel_w.sum().clamp_min(1.0)
+    if model.config.prediction_type == "v":  # per-window factor: a weighted sum, not mean
+        weights, vel_w = weights / (1 - ab), vel_w / (1 - ab)
+    loss = (weights * (pred - x0) ** 2).sum() / total
     vel = ((pred[:, 1:] - pred[:, :-1]) - (x0[:, 1:] - x0[:, :-1])) ** 2
-    return loss + config.velocity_loss_weight * (vel_w * vel).sum() / vel_w.sum().clamp_min(1.0)
+    return loss + config.velocity_loss_weight * (vel_w * vel).sum() / vel_total
 
 
 def _run_stage(
@@ -336,6 +368,7 @@ def build_model(config: Audio2MotionConfig, fps: float, audio_dim: int = N_MELS)
         dropout=config.dropout,
         num_train_timesteps=config.num_train_timesteps,
         fps=fps,
+        prediction_type=config.prediction_type,
     )
 
 
@@ -402,6 +435,53 @@ def save_run(
 def train_audio2motion(config: Audio2MotionConfig) -> Path:
     """Train the speech-to-motion model and write its run directory; returns that path."""
     clips, identity, identity_seq = load_clips(config)
+    model, log = train_on_clips(config, clips, identity, identity_seq.fps)
+    return save_run(config.output_dir, model, config, identity_seq, log)
+
+
+def save_clip_pack(
+    out: str | Path,
+    clips: list[TrainingClip],
+    identity: TrainingClip,
+    identity_seq: LandmarkSequence,
+    overwrite: bool = False,
+) -> Path:
+    """Write the encoded training clips to a folder that trains without video decoding.
+
+    ``clips.npz`` holds each clip's motion, mask and speech features; ``identity_landmarks.npz``
+    the identity's training landmarks. ``train_on_pack`` trains from it (e.g. on a GPU
+    machine without PyAV or MediaPipe).
+    """
+    arrays: dict[str, np.ndarray] = {"names": np.array([c.name for c in clips])}
+    for i, clip in enumerate(clips):
+        arrays[f"values_{i}"], arrays[f"mask_{i}"] = clip.values, clip.mask
+        arrays[f"audio_{i}"] = clip.audio.astype(np.float32)
+    arrays["identity_index"] = np.array(next(i for i, c in enumerate(clips) if c is identity))
+    with atomic_directory(Path(out), overwrite=overwrite) as tmp:
+        np.savez_compressed(tmp / "clips.npz", **arrays)
+        identity_seq.save(tmp / "identity_landmarks.npz")
+    return Path(out)
+
+
+def load_clip_pack(
+    pack: str | Path,
+) -> tuple[list[TrainingClip], TrainingClip, LandmarkSequence]:
+    """The clips, the identity's clip and its landmarks written by ``save_clip_pack``."""
+    pack = Path(pack)
+    if not (pack / "clips.npz").is_file():
+        raise InputError(f"{pack} is not a clip pack (no clips.npz)")
+    with np.load(pack / "clips.npz", allow_pickle=False) as data:
+        clips = [
+            TrainingClip(str(name), data[f"values_{i}"], data[f"mask_{i}"], data[f"audio_{i}"])
+            for i, name in enumerate(data["names"])
+        ]
+        identity = clips[int(data["identity_index"])]
+    return clips, identity, LandmarkSequence.load(pack / "identity_landmarks.npz")
+
+
+def train_on_pack(config: Audio2MotionConfig, pack: str | Path) -> Path:
+    """``train_audio2motion`` from a ``save_clip_pack`` folder; returns the run directory."""
+    clips, identity, identity_seq = load_clip_pack(pack)
     model, log = train_on_clips(config, clips, identity, identity_seq.fps)
     return save_run(config.output_dir, model, config, identity_seq, log)
 
