@@ -267,7 +267,8 @@ LATENT_COMPONENTS = {
     "left_hand": 12,
     "right_hand": 12,
 }
-"""Principal components kept per part when ``latent`` (80 in all, fewer than d_model)."""
+"""Principal components kept per part when ``latent``; each hand's presence value adds one
+(82 in all, fewer than d_model)."""
 
 
 def motion_parts() -> dict[str, np.ndarray]:
@@ -294,6 +295,18 @@ def dim_loss_weights(mouth_weight: float, balance_parts: bool) -> np.ndarray:
     return weights / weights.mean()
 
 
+def latent_parts() -> dict[str, np.ndarray]:
+    """``motion_parts`` with each hand's presence value split off as its own part.
+
+    The presence value is measured on frames where the hand's points are not, so it gets its
+    own component instead of being fitted with the points (where it is always +1).
+    """
+    parts = motion_parts()
+    for hand in ("left_hand", "right_hand"):
+        parts[hand], parts[f"{hand}_presence"] = parts[hand][:-1], parts[hand][-1:]
+    return parts
+
+
 def latent_basis(
     clips: list[TrainingClip], mean: np.ndarray, std: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -307,13 +320,13 @@ def latent_basis(
     mask = np.concatenate([c.mask for c in clips])
     normalised = (values - mean) / std
     columns, scales, guided = [], [], []
-    for name, dims in motion_parts().items():
+    for name, dims in latent_parts().items():
         rows = normalised[mask[:, dims].all(axis=1)][:, dims]
         if len(rows) < 2:
             raise InputError(f"the training clips never show the {name}: cannot fit its basis")
         centred = rows - rows.mean(0)
         _, sing, vt = np.linalg.svd(centred, full_matrices=False)
-        k = min(LATENT_COMPONENTS[name], len(dims), len(sing))
+        k = min(LATENT_COMPONENTS.get(name, 1), len(dims), len(sing))
         block = np.zeros((MOTION_DIM, k))
         block[dims] = vt[:k].T
         columns.append(block)
