@@ -62,10 +62,11 @@ def sample_window(
 ) -> torch.Tensor:
     """Deterministic DDIM (eta = 0; Song et al. 2021, eq. 12) with x0-prediction.
 
-    Classifier-free guidance acts on the lip and jaw dims only: speech tightens the mouth
-    while head and hands keep the variety of the unguided model.
-    audio: (B, L, (2m+1) * C) normalised; context, context_mask: (B, L, D) normalised.
-    Returns (B, L, D) normalised motion.
+    Classifier-free guidance acts on the lip and jaw dims (the mouth components in latent
+    space) only: speech tightens the mouth while head and hands keep the variety of the
+    unguided model.
+    audio: (B, L, (2m+1) * C) normalised; context, context_mask: (B, L, W) in the diffusion
+    space (W = ``model.diffusion_dim``). Returns (B, L, W).
     """
     ab = model.alphas_cumprod
     device = ab.device
@@ -75,8 +76,11 @@ def sample_window(
     b = x.shape[0]
     keep_all = torch.ones(b, dtype=torch.bool, device=device)
     scale = torch.ones(context.shape[-1], device=device)
-    mouth = mouth_dims()
-    scale[torch.from_numpy(mouth[mouth < len(scale)]).to(device)] = guidance_scale
+    if model.config.latent_dim:
+        scale[model.latent_guided] = guidance_scale
+    else:
+        mouth = mouth_dims()
+        scale[torch.from_numpy(mouth[mouth < len(scale)]).to(device)] = guidance_scale
     for i, t in enumerate(steps):
         tt = torch.full((b,), t, dtype=torch.long, device=device)
         x0 = model(x, tt, audio, context, context_mask, keep_all)
@@ -119,10 +123,10 @@ def generate_normalised(
     for k, start in enumerate(
         tqdm(starts, desc="audio2motion", unit="window", disable=not progress)
     ):
-        context = torch.zeros(1, length, cfg.motion_dim, device=device)
+        context = torch.zeros(1, length, model.diffusion_dim, device=device)
         mask = torch.zeros_like(context)
         if k > 0:
-            context[0, :n] = out[start : start + n]
+            context[0, :n] = model.to_latent(out[start : start + n])
             mask[0, :n] = 1.0
         window = sample_window(
             model,
@@ -133,7 +137,7 @@ def generate_normalised(
             num_inference_steps,
             guidance_scale,
         )
-        out[start : start + length] = window[0]
+        out[start : start + length] = model.from_latent(window[0])
     return out[:num_frames].cpu()
 
 

@@ -24,7 +24,7 @@ from anchorgen.io.atomic import atomic_directory
 from anchorgen.landmarks import LandmarkSequence
 from anchorgen.motion.audio import N_MELS, frame_features, load_speech
 from anchorgen.motion.audio2motion.model import Audio2Motion
-from anchorgen.motion.audio2motion.representation import MOTION_DIM, encode, mouth_dims
+from anchorgen.motion.audio2motion.representation import LAYOUT, MOTION_DIM, encode, mouth_dims
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +73,19 @@ class Audio2MotionConfig(BaseConfig):
     """AdamW weight decay."""
     mouth_loss_weight: float = 4.0
     """Extra weight of the lip and jaw dims in the loss: speech drives them tightly."""
+    balance_parts: bool = True
+    """Give each part (mouth, rest of the face, head, body, each hand) the same total loss
+    weight (the mouth ``mouth_loss_weight`` times it) instead of the same weight per dim, so
+    the 4 head dims are not drowned by 282 face dims."""
+    prediction_type: str = "v"
+    """"v": the network predicts the velocity v and x_0 = sqrt(abar) x_t - sqrt(1-abar) v
+    (Salimans & Ho 2022); "x0": it predicts x_0 directly."""
+    latent: bool = True
+    """Diffuse on whitened per-part principal components of the motion (``LATENT_COMPONENTS``
+    per part, fitted on the pretraining clips) instead of all 416 dims."""
+    loss_weighting: str = "x0"
+    """"x0": the x_0 error weighs the same at every noise level; "v": weighted by
+    1 / (1 - abar_t), i.e. the v loss."""
     velocity_loss_weight: float = 4.0
     """Weight of the frame-to-frame velocity loss on x_0 (smooth, right-speed motion)."""
     cond_drop_prob: float = 0.1
@@ -105,6 +118,8 @@ class Audio2MotionConfig(BaseConfig):
         require(self.audio_noise >= 0.0, "audio_noise must be >= 0")
         require(0.0 <= self.audio_frame_drop < 1.0, "audio_frame_drop must be in [0, 1)")
         require(self.mouth_loss_weight > 0, "mouth_loss_weight must be positive")
+        require(self.prediction_type in ("x0", "v"), "prediction_type must be 'x0' or 'v'")
+        require(self.loss_weighting in ("x0", "v"), "loss_weighting must be 'x0' or 'v'")
         require(self.num_train_timesteps >= 10, "num_train_timesteps must be >= 10")
         require(
             self.device in ("cpu", "cuda", "auto"),
@@ -244,6 +259,82 @@ def sample_batch(
     return values, mask, audio
 
 
+LATENT_COMPONENTS = {
+    "mouth": 24,
+    "face_rest": 16,
+    "head": 4,
+    "body": 12,
+    "left_hand": 12,
+    "right_hand": 12,
+}
+"""Principal components kept per part when ``latent``; each hand's presence value adds one
+(82 in all, fewer than d_model)."""
+
+
+def motion_parts() -> dict[str, np.ndarray]:
+    """Part name -> its dims: mouth, rest of the face, head, body, left hand, right hand."""
+    mouth = mouth_dims()
+    face = np.arange(LAYOUT["face"].start, LAYOUT["face"].stop)
+    parts = {"mouth": mouth, "face_rest": np.setdiff1d(face, mouth)}
+    for name in ("head", "body", "left_hand", "right_hand"):
+        parts[name] = np.arange(LAYOUT[name].start, LAYOUT[name].stop)
+    return parts
+
+
+def dim_loss_weights(mouth_weight: float, balance_parts: bool) -> np.ndarray:
+    """(D,) loss weight per motion dim, mean 1.
+
+    Balanced: every part (mouth, rest of face, head, body, left hand, right hand) gets the
+    same total weight, the mouth ``mouth_weight`` times it. Unbalanced: 1 per dim, the mouth
+    dims ``mouth_weight``.
+    """
+    weights = np.ones(MOTION_DIM)
+    for name, dims in motion_parts().items():
+        share = mouth_weight if name == "mouth" else 1.0
+        weights[dims] = share / len(dims) if balance_parts else share
+    return weights / weights.mean()
+
+
+def latent_parts() -> dict[str, np.ndarray]:
+    """``motion_parts`` with each hand's presence value split off as its own part.
+
+    The presence value is measured on frames where the hand's points are not, so it gets its
+    own component instead of being fitted with the points (where it is always +1).
+    """
+    parts = motion_parts()
+    for hand in ("left_hand", "right_hand"):
+        parts[hand], parts[f"{hand}_presence"] = parts[hand][:-1], parts[hand][-1:]
+    return parts
+
+
+def latent_basis(
+    clips: list[TrainingClip], mean: np.ndarray, std: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-part PCA of the normalised motion: basis (D, K), scale (K,), mouth flags (K,).
+
+    Each part's components come from the frames where that part was measured; the basis is
+    block-diagonal (orthonormal columns) and ``scale`` is each component's std, so the
+    latent coordinates are whitened.
+    """
+    values = np.concatenate([c.values for c in clips]).astype(np.float64)
+    mask = np.concatenate([c.mask for c in clips])
+    normalised = (values - mean) / std
+    columns, scales, guided = [], [], []
+    for name, dims in latent_parts().items():
+        rows = normalised[mask[:, dims].all(axis=1)][:, dims]
+        if len(rows) < 2:
+            raise InputError(f"the training clips never show the {name}: cannot fit its basis")
+        centred = rows - rows.mean(0)
+        _, sing, vt = np.linalg.svd(centred, full_matrices=False)
+        k = min(LATENT_COMPONENTS.get(name, 1), len(dims), len(sing))
+        block = np.zeros((MOTION_DIM, k))
+        block[dims] = vt[:k].T
+        columns.append(block)
+        scales.append(np.maximum(sing[:k] / np.sqrt(len(rows)), 1e-3))
+        guided.append(np.full(k, name == "mouth"))
+    return np.concatenate(columns, 1), np.concatenate(scales), np.concatenate(guided)
+
+
 def diffusion_loss(
     model: Audio2Motion,
     values: torch.Tensor,
@@ -252,8 +343,11 @@ def diffusion_loss(
     config: Audio2MotionConfig,
     generator: torch.Generator,
 ) -> torch.Tensor:
-    """Masked x0-prediction loss (DDPM forward process, Ho et al. 2020, eq. 4) + velocity term.
+    """Masked denoising loss (DDPM forward process, Ho et al. 2020, eq. 4) + velocity term.
 
+    The error of the x_0 estimate is weighted per dim by ``dim_loss_weights``; with
+    ``loss_weighting="v"`` also by 1 / (1 - abar_t), which makes it the v loss
+    (|v_hat - v|^2 = |x0_hat - x0|^2 / (1 - abar), Salimans & Ho 2022, sec. 4).
     values, mask: (B, L, D) raw motion; audio: (B, L, 2m+1, C) raw features.
     """
     b, length, _ = values.shape
@@ -261,16 +355,19 @@ def diffusion_loss(
     x0 = torch.where(
         mask, (values - model.motion_mean) / model.motion_std, torch.zeros((), device=device)
     )
-    weights = mask.float()
-    weights[..., torch.from_numpy(mouth_dims()).to(device)] *= config.mouth_loss_weight
+    dim_weights = dim_loss_weights(config.mouth_loss_weight, config.balance_parts)
+    weights = mask.float() * torch.from_numpy(dim_weights).float().to(device)  # (B, L, D)
     # Random draws come from a CPU generator: the same seed gives the same run on any device.
     t = torch.randint(0, model.config.num_train_timesteps, (b,), generator=generator).to(device)
     ab = model.alphas_cumprod[t][:, None, None]
-    noise = torch.randn(x0.shape, generator=generator).to(device)
-    noisy = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
+    z0 = model.to_latent(x0)  # (B, L, K) or x0 itself
+    noise = torch.randn(z0.shape, generator=generator).to(device)
+    noisy = ab.sqrt() * z0 + (1 - ab).sqrt() * noise
     has_context = (torch.rand(b, generator=generator) < config.context_prob).to(device)
     context_mask = torch.zeros_like(x0)
     context_mask[has_context, : config.context_frames] = 1.0
+    # In latent space the carried frames are given whole (unmeasured dims at their mean).
+    latent_context = context_mask[..., :1].expand_as(z0) if model.config.latent_dim else None
     context_mask *= mask.float()
     keep_audio = (torch.rand(b, generator=generator) >= config.cond_drop_prob).to(device)
     speech = model.normalise_audio(audio)  # (B, L, (2m+1) * C)
@@ -278,12 +375,16 @@ def diffusion_loss(
     speech = speech * (torch.rand(b, length, 1, generator=generator) >= config.audio_frame_drop).to(
         device
     )
-    pred = model(noisy, t, speech, x0 * context_mask, context_mask, keep_audio)
+    given = context_mask if latent_context is None else latent_context
+    pred = model.from_latent(model(noisy, t, speech, z0 * given, given, keep_audio))  # (B, L, D)
     weights = weights * (1 - context_mask)  # carried frames are given, not learned
-    loss = (weights * (pred - x0) ** 2).sum() / weights.sum().clamp_min(1.0)
-    vel_w = weights[:, 1:] * weights[:, :-1].clamp(max=1.0)
+    vel_w = weights[:, 1:] * (weights[:, :-1] > 0)
+    total, vel_total = weights.sum().clamp_min(1.0), vel_w.sum().clamp_min(1.0)
+    if config.loss_weighting == "v":  # per-window factor: a weighted sum, not mean
+        weights, vel_w = weights / (1 - ab), vel_w / (1 - ab)
+    loss = (weights * (pred - x0) ** 2).sum() / total
     vel = ((pred[:, 1:] - pred[:, :-1]) - (x0[:, 1:] - x0[:, :-1])) ** 2
-    return loss + config.velocity_loss_weight * (vel_w * vel).sum() / vel_w.sum().clamp_min(1.0)
+    return loss + config.velocity_loss_weight * (vel_w * vel).sum() / vel_total
 
 
 def _run_stage(
@@ -323,7 +424,9 @@ def _run_stage(
             bar.set_postfix(loss=f"{value:.4f}")
 
 
-def build_model(config: Audio2MotionConfig, fps: float, audio_dim: int = N_MELS) -> Audio2Motion:
+def build_model(
+    config: Audio2MotionConfig, fps: float, audio_dim: int = N_MELS, latent_dim: int = 0
+) -> Audio2Motion:
     return Audio2Motion(
         motion_dim=MOTION_DIM,
         audio_dim=audio_dim,
@@ -336,6 +439,8 @@ def build_model(config: Audio2MotionConfig, fps: float, audio_dim: int = N_MELS)
         dropout=config.dropout,
         num_train_timesteps=config.num_train_timesteps,
         fps=fps,
+        prediction_type=config.prediction_type,
+        latent_dim=latent_dim,
     )
 
 
@@ -346,15 +451,17 @@ def train_on_clips(
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    model = build_model(config, fps, identity.audio.shape[-1])
     mean, std, amean, astd = normalisation_stats(pretrain)
-    for name, value in (
-        ("motion_mean", mean),
-        ("motion_std", std),
-        ("audio_mean", amean),
-        ("audio_std", astd),
-    ):
-        getattr(model, name).copy_(torch.from_numpy(value.astype(np.float32)))
+    stats = {"motion_mean": mean, "motion_std": std, "audio_mean": amean, "audio_std": astd}
+    if config.latent:
+        basis, scale, guided = latent_basis(pretrain, mean, std)
+        stats.update(latent_basis=basis, latent_scale=scale, latent_guided=guided)
+    model = build_model(
+        config, fps, identity.audio.shape[-1], stats["latent_scale"].size if config.latent else 0
+    )
+    for name, value in stats.items():
+        buffer = getattr(model, name)
+        buffer.copy_(torch.from_numpy(value).to(buffer.dtype))
     model.to(config.torch_device())
     log: list[dict] = []
     _run_stage(
@@ -402,6 +509,53 @@ def save_run(
 def train_audio2motion(config: Audio2MotionConfig) -> Path:
     """Train the speech-to-motion model and write its run directory; returns that path."""
     clips, identity, identity_seq = load_clips(config)
+    model, log = train_on_clips(config, clips, identity, identity_seq.fps)
+    return save_run(config.output_dir, model, config, identity_seq, log)
+
+
+def save_clip_pack(
+    out: str | Path,
+    clips: list[TrainingClip],
+    identity: TrainingClip,
+    identity_seq: LandmarkSequence,
+    overwrite: bool = False,
+) -> Path:
+    """Write the encoded training clips to a folder that trains without video decoding.
+
+    ``clips.npz`` holds each clip's motion, mask and speech features; ``identity_landmarks.npz``
+    the identity's training landmarks. ``train_on_pack`` trains from it (e.g. on a GPU
+    machine without PyAV or MediaPipe).
+    """
+    arrays: dict[str, np.ndarray] = {"names": np.array([c.name for c in clips])}
+    for i, clip in enumerate(clips):
+        arrays[f"values_{i}"], arrays[f"mask_{i}"] = clip.values, clip.mask
+        arrays[f"audio_{i}"] = clip.audio.astype(np.float32)
+    arrays["identity_index"] = np.array(next(i for i, c in enumerate(clips) if c is identity))
+    with atomic_directory(Path(out), overwrite=overwrite) as tmp:
+        np.savez_compressed(tmp / "clips.npz", **arrays)
+        identity_seq.save(tmp / "identity_landmarks.npz")
+    return Path(out)
+
+
+def load_clip_pack(
+    pack: str | Path,
+) -> tuple[list[TrainingClip], TrainingClip, LandmarkSequence]:
+    """The clips, the identity's clip and its landmarks written by ``save_clip_pack``."""
+    pack = Path(pack)
+    if not (pack / "clips.npz").is_file():
+        raise InputError(f"{pack} is not a clip pack (no clips.npz)")
+    with np.load(pack / "clips.npz", allow_pickle=False) as data:
+        clips = [
+            TrainingClip(str(name), data[f"values_{i}"], data[f"mask_{i}"], data[f"audio_{i}"])
+            for i, name in enumerate(data["names"])
+        ]
+        identity = clips[int(data["identity_index"])]
+    return clips, identity, LandmarkSequence.load(pack / "identity_landmarks.npz")
+
+
+def train_on_pack(config: Audio2MotionConfig, pack: str | Path) -> Path:
+    """``train_audio2motion`` from a ``save_clip_pack`` folder; returns the run directory."""
+    clips, identity, identity_seq = load_clip_pack(pack)
     model, log = train_on_clips(config, clips, identity, identity_seq.fps)
     return save_run(config.output_dir, model, config, identity_seq, log)
 
