@@ -2,21 +2,29 @@
 # GPU run behind docs/BENCHMARKS.md ("Speech to motion"): the `audio2motion` preset trained on a
 # clip pack (anchorgen.motion.audio2motion.train.save_clip_pack: every speech clip of
 # ../shared/data encoded, the identity = first 16 s of the primary clip), so the GPU machine
-# needs neither PyAV nor MediaPipe. The run comes back as $OUT/a2m (model/, config.yaml,
-# identity_landmarks.npz, log.jsonl; every file under 16 MiB); evaluate it on the CPU machine
-# with anchorgen.motion.audio2motion.evaluate_run.
-# Inputs (carried): .whl (diffusers), gpu_data/pack/a2m. Usage: bash scripts/gpu_audio2motion.sh
+# needs neither PyAV nor MediaPipe. The run (model/, config.yaml, identity_landmarks.npz,
+# log.jsonl; every file under 16 MiB) is evaluated on the CPU machine with
+# anchorgen.motion.audio2motion.evaluate_run. `scripts/gpu_kitchen.sh train` runs this beside
+# the body and face models when the pack is there.
+# Inputs (carried): .whl (diffusers, unless installed already), gpu_data/pack/a2m.
+# Usage: bash scripts/gpu_audio2motion.sh [OUT_DIR=$OUT/a2m] [PACK=gpu_data/pack/a2m] [FINETUNE_STEPS=600]
 set -euo pipefail
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+out=${1:-$OUT/a2m}
+pack=${2:-gpu_data/pack/a2m}
+finetune_steps=${3:-600}
+if [ -d .whl ] && ! [ -e /tmp/site/.whl-installed ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl && touch /tmp/site/.whl-installed
+fi
 export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
-python3 - <<'PY'
-import os, time
+python3 - "$out" "$pack" "$finetune_steps" <<'PY'
+import sys, time
 from anchorgen.motion.audio2motion.train import PRESETS, train_on_pack
-config = PRESETS["audio2motion"].replace(output_dir=os.path.join(os.environ["OUT"], "a2m"), device="cuda")
+out, pack, finetune_steps = sys.argv[1], sys.argv[2], int(sys.argv[3])
+config = PRESETS["audio2motion"].replace(output_dir=out, device="cuda", finetune_steps=finetune_steps)
 tick = time.perf_counter()
-train_on_pack(config, "gpu_data/pack/a2m")
+train_on_pack(config, pack)
 print(f"trained in {time.perf_counter() - tick:.0f} s")
 PY
-tail -n 2 $OUT/a2m/log.jsonl
-ls -la $OUT/a2m $OUT/a2m/model
+tail -n 2 "$out/log.jsonl"
+ls -la "$out" "$out/model"

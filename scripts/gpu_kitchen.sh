@@ -12,6 +12,7 @@
 #                                              kitchen for F minutes; a fine-tune-only body
 #                                              (Setting I) and the face model for P + F minutes
 #   bash scripts/gpu_kitchen.sh wait SECONDS   follow the logs until training ends or SECONDS pass
+#                                              (then the speech-to-motion run -> $OUT)
 #   bash scripts/gpu_kitchen.sh evaluate       held-out frames of every variant -> $OUT (JPEG, to
 #                                              be scored with `anchorgen evaluate --renders`)
 #   bash scripts/gpu_kitchen.sh export         the identity (body + face, no checkpoints) -> $OUT
@@ -21,7 +22,8 @@
 # Carried paths (ignored, never committed: derived from ../shared/data): .whl (diffusers),
 # .whl_av (PyAV, for the MP4 outputs), gpu_data/pack/{kitchen,news,talkshow} (prepared
 # datasets without renders), gpu_data/pack/talkshow_60s.npz (the driver's tracked landmarks,
-# played forwards and backwards to 60 s), gpu_data/pack/speech (wavs + audio2motion run).
+# played forwards and backwards to 60 s), gpu_data/pack/speech (wavs + an audio2motion run),
+# gpu_data/pack/a2m (speech clip pack: an audio2motion model trains beside the body).
 # The GPU machine has no MediaPipe: everything that tracks or scores runs on the CPU machine.
 set -euo pipefail
 ROOT=${ANCHORGEN_GPU_ROOT:-/root/anchorgen}
@@ -53,9 +55,17 @@ setup)
   ls "$ROOT/data"
   if [ "${SD15_STEP:-1}" = 1 ]; then
     rm -rf "$ROOT/runs/sd15_step"
-    anchorgen train --preset sd15 model.pretrained=false steps=1 log_every=1 \
-      "datasets=[$ROOT/data/kitchen]" "output_dir=$ROOT/runs/sd15_step"
-    cat "$ROOT/runs/sd15_step/train_log.csv"
+    # one logged step is the measurement; the 2 B-parameter checkpoint and export are not needed
+    log=$ROOT/runs/sd15_step/train_log.csv
+    anchorgen train --preset sd15 model.pretrained=false steps=100 log_every=1 \
+      "datasets=[$ROOT/data/kitchen]" "output_dir=$ROOT/runs/sd15_step" > "$ROOT/sd15.log" 2>&1 &
+    pid=$!
+    while kill -0 $pid 2> /dev/null && [ "$(cat "$log" 2> /dev/null | wc -l)" -lt 3 ]; do
+      sleep 1
+    done
+    kill $pid 2> /dev/null || true
+    grep -v Warning "$ROOT/sd15.log" | tail -c 1500
+    cat "$log"
     rm -rf "$ROOT/runs/sd15_step"
   fi
   ;;
@@ -81,6 +91,9 @@ python3 -m anchorgen train --preset $BODY_PRESET stage=finetune freeze_temporal=
 python3 -m anchorgen train --preset $FACE_PRESET $common num_workers=3 $EXTRA \
   "datasets=[$ROOT/data/kitchen]" time_limit_minutes=$total \
   output_dir=$ROOT/runs/kitchen/face > $ROOT/face.log 2>&1 &
+if [ -d $ROOT/data/a2m ]; then  # speech-to-motion (a small model) beside them
+  bash scripts/gpu_audio2motion.sh $ROOT/runs/a2m $ROOT/data/a2m 1200 > $ROOT/a2m.log 2>&1 &
+fi
 wait
 touch $ROOT/train.done
 EOF
@@ -92,7 +105,7 @@ wait)
   deadline=$((SECONDS + ${2:-540}))
   while ! [ -e "$ROOT/train.done" ] && [ $SECONDS -lt $deadline ]; do
     sleep 30
-    for log in stage1 stage2 setting1 face; do
+    for log in stage1 stage2 setting1 face a2m; do
       [ -f "$ROOT/$log.log" ] && printf '%s: %s\n' "$log" "$(tail -c 2000 "$ROOT/$log.log" | tr '\r' '\n' | grep -v '^\s*$' | tail -n 1 | cut -c1-160)"
     done
     nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader 2>/dev/null || true
@@ -103,8 +116,13 @@ wait)
       echo "== $run"; tail -n 2 "$ROOT/runs/$run/train_log.csv"
     done
     tail -n 5 "$ROOT/stage2.log" "$ROOT/face.log"
+    if [ -e "$ROOT/runs/a2m/model" ]; then  # small: returned by the call that sees training end
+      tail -n 4 "$ROOT/a2m.log"
+      tar -C "$ROOT/runs" -cf "$OUT/a2m.tar" a2m
+    fi
   else
     echo "still training"
+    exit 1
   fi
   ;;
 evaluate)
@@ -127,7 +145,10 @@ cross)
   ls -la "$OUT"
   ;;
 speech)
-  [ -e "$ROOT/runs/kitchen/audio2motion" ] || cp -r "$ROOT/data/speech/audio2motion" "$ROOT/runs/kitchen/"
+  # the run trained beside the body (`train`), else the carried one
+  speech_run=$ROOT/runs/a2m
+  [ -e "$speech_run/model" ] || speech_run=$ROOT/data/speech/audio2motion
+  rm -rf "$ROOT/runs/kitchen/audio2motion" && cp -r "$speech_run" "$ROOT/runs/kitchen/audio2motion"
   for speech in radio_speech talkshow_speech; do
     anchorgen generate --model "$ROOT/runs/kitchen" --dataset "$ROOT/data/kitchen" \
       --audio "$ROOT/data/speech/$speech.wav" --out "$OUT/$speech.mp4" --set windows_per_batch=8 $GENERATE_SET
