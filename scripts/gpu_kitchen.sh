@@ -74,7 +74,10 @@ train)
   stage2=${3:?minutes of stage 2}
   total=$(python3 -c "print($stage1 + $stage2)")
   common="steps=100000 ema_decay=0.998 checkpoint_every=500 sample_every=100000 log_every=50"
-  body="$common batch_size=16 num_workers=6 $EXTRA"  # the GPU idles at batch 8 (BENCHMARKS.md)
+  # the preset's batch of 8 clips: at 16 the motion modules' attention batch (16 x 64 x 64)
+  # passed the fused kernels' 65,535 limit (BENCHMARKS.md); predict() now splits such
+  # batches, which would only halve their speed
+  body="$common num_workers=6 $EXTRA"
   cat > "$ROOT/train.sh" <<EOF
 set -x
 cd $PWD

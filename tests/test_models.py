@@ -125,3 +125,25 @@ def test_sd15_architecture_counts_match_sd15_sizes():
     counts = count_parameters(get_preset("sd15").model)
     assert 0.85e9 < counts["unet_spatial"] < 0.87e9  # SD1.5 UNet: 859.5 M
     assert counts["temporal"] > 0.4e9 and counts["controlnet"] > 0.3e9
+
+
+def test_temporal_batches_past_the_attention_limit_run_in_chunks(monkeypatch):
+    """More clips than the fused attention kernels take (clips x h x w > the limit) are
+    predicted chunk by chunk, with the same result as one forward."""
+    import anchorgen.models.sgdm as sgdm
+
+    model = tiny_test_model(True, False)
+    _perturb_zero_convs(model)
+    noisy, t, cond, ref, _ = _inputs(model)
+    with torch.no_grad():
+        tokens = model.encode_appearance(ref)
+        whole = model.predict(noisy, t, cond, tokens, 2.0)
+        calls = []
+        unet_forward = model.unet.forward
+        monkeypatch.setattr(
+            model.unet, "forward", lambda *a, **k: calls.append(1) or unet_forward(*a, **k)
+        )
+        monkeypatch.setattr(sgdm, "ATTENTION_BATCH_LIMIT", LAT * LAT)  # one clip per forward
+        chunked = model.predict(noisy, t, cond, tokens, 2.0)
+    assert len(calls) == B
+    torch.testing.assert_close(chunked, whole, atol=1e-5, rtol=1e-5)

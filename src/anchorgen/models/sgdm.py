@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,9 @@ MODEL_FILE = "anchorgen_model.json"
 FORMAT_VERSION = 1
 TEMPORAL_KEY = "motion_modules"
 LORA_FILE = "identity.safetensors"
+ATTENTION_BATCH_LIMIT = 65535
+"""Largest attention batch the fused SDPA kernels (flash, memory-efficient, cuDNN) accept:
+a CUDA grid dimension. Measured on the H100: 16 clips x 64 x 64 latent positions failed."""
 # Spatial attention projections of the UNet and structure branch (not the motion modules).
 LORA_TARGETS = r"^(?!.*motion_modules).*attn[12]\.(to_q|to_k|to_v|to_out\.0)$"
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -179,6 +183,23 @@ class StructureGuidedDiffusion(torch.nn.Module):
         tokens along the sequence axis. Returns the prediction (B, F, C, h, w) (epsilon or v).
         """
         b, f = noisy.shape[:2]
+        chunk = self._temporal_chunk(noisy.shape[-2:])
+        if b > chunk:  # the motion modules' attention batch would pass the kernels' limit
+            parts = [
+                self.predict(
+                    noisy[i : i + chunk],
+                    timesteps[i : i + chunk],
+                    conditions[i : i + chunk],
+                    tokens[i : i + chunk],
+                    conditioning_scale,
+                    None if inpaint is None else tuple(x[i : i + chunk] for x in inpaint),
+                    None
+                    if not extra_tokens
+                    else {k: v[i : i + chunk] for k, v in extra_tokens.items()},
+                )
+                for i in range(0, b, chunk)
+            ]
+            return torch.cat(parts)
         if (inpaint is not None) != self.inpainting:
             raise InputError(
                 "the face SGDM needs inpaint=(mask, masked_latents); the body SGDM takes none"
@@ -217,6 +238,14 @@ class StructureGuidedDiffusion(torch.nn.Module):
             mid_block_additional_residual=mid_res,
         ).sample  # (B*F, C, h, w)
         return out.unflatten(0, (b, f))
+
+    def _temporal_chunk(self, latent_size: tuple[int, int]) -> int:
+        """Most clips per forward: the motion modules attend over frames at each latent
+        position, an attention batch of clips x h x w, which the fused CUDA kernels cap at
+        ``ATTENTION_BATCH_LIMIT`` (they fail, not fall back, above it)."""
+        if not self.is_temporal:
+            return sys.maxsize
+        return max(1, ATTENTION_BATCH_LIMIT // (latent_size[0] * latent_size[1]))
 
     # ----------------------------------------------------------------- schedulers
     def make_scheduler(self, kind: str = "ddim", train: bool = False):
