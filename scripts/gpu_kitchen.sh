@@ -11,6 +11,7 @@
 #                                              kitchen, matted) for P minutes, then stage 2 on
 #                                              kitchen for F minutes; a fine-tune-only body
 #                                              (Setting I) and the face model for P + F minutes
+#                                              (TRAIN_FACE=0: the bodies only, e.g. a retry)
 #   bash scripts/gpu_kitchen.sh wait SECONDS   follow the logs until training ends or SECONDS pass
 #                                              (then the speech-to-motion run -> $OUT)
 #   bash scripts/gpu_kitchen.sh evaluate       held-out frames of every variant -> $OUT (JPEG, to
@@ -73,6 +74,9 @@ train)
   stage1=${2:?minutes of stage 1}
   stage2=${3:?minutes of stage 2}
   total=$(python3 -c "print($stage1 + $stage2)")
+  train_face=${TRAIN_FACE:-1}  # TRAIN_FACE=0: retry the bodies only, keeping a trained face
+  launch=$(date +%s)
+  rm -rf "$ROOT/runs/stage1" "$ROOT/runs/kitchen/body" "$ROOT/runs/setting1"  # fresh bodies
   common="steps=100000 ema_decay=0.998 checkpoint_every=500 sample_every=100000 log_every=50"
   # the preset's batch of 8 clips: at 16 the motion modules' attention batch (16 x 64 x 64)
   # passed the fused kernels' 65,535 limit (BENCHMARKS.md); predict() now splits such
@@ -91,29 +95,32 @@ export PYTHONPATH=$PYTHONPATH PYTHONUNBUFFERED=1
 python3 -m anchorgen train --preset $BODY_PRESET stage=finetune freeze_temporal=false $body \
   "datasets=[$ROOT/data/kitchen]" time_limit_minutes=$total \
   output_dir=$ROOT/runs/setting1/body > $ROOT/setting1.log 2>&1 &
-python3 -m anchorgen train --preset $FACE_PRESET $common num_workers=3 $EXTRA \
-  "datasets=[$ROOT/data/kitchen]" time_limit_minutes=$total \
-  output_dir=$ROOT/runs/kitchen/face > $ROOT/face.log 2>&1 &
-if [ -d $ROOT/data/a2m ]; then  # speech-to-motion (a small model) beside them
+if [ "$train_face" = 1 ]; then
+  python3 -m anchorgen train --preset $FACE_PRESET $common num_workers=3 $EXTRA \
+    "datasets=[$ROOT/data/kitchen]" time_limit_minutes=$total \
+    output_dir=$ROOT/runs/kitchen/face > $ROOT/face.log 2>&1 &
+fi
+if [ -d $ROOT/data/a2m ] && ! [ -e $ROOT/runs/a2m/model ]; then  # speech-to-motion beside them
   bash scripts/gpu_audio2motion.sh $ROOT/runs/a2m $ROOT/data/a2m 1200 > $ROOT/a2m.log 2>&1 &
 fi
 wait
-touch $ROOT/train.done
+touch $ROOT/train.done.$launch
 EOF
-  rm -f "$ROOT/train.done"
+  echo "$launch" > "$ROOT/train.launch"  # an earlier launch still running cannot end this one
   setsid nohup bash "$ROOT/train.sh" > "$ROOT/train.log" 2>&1 < /dev/null &
   echo "training started: stage 1 $stage1 min, stage 2 $stage2 min; logs in $ROOT/*.log"
   ;;
 wait)
   deadline=$((SECONDS + ${2:-540}))
-  while ! [ -e "$ROOT/train.done" ] && [ $SECONDS -lt $deadline ]; do
+  done_marker=$ROOT/train.done.$(cat "$ROOT/train.launch")
+  while ! [ -e "$done_marker" ] && [ $SECONDS -lt $deadline ]; do
     sleep 30
     for log in stage1 stage2 setting1 face a2m; do
       [ -f "$ROOT/$log.log" ] && printf '%s: %s\n' "$log" "$(tail -c 2000 "$ROOT/$log.log" | tr '\r' '\n' | grep -v '^\s*$' | tail -n 1 | cut -c1-160)"
     done
     nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader 2>/dev/null || true
   done
-  if [ -e "$ROOT/train.done" ]; then
+  if [ -e "$done_marker" ]; then
     echo "training finished"
     for run in stage1 kitchen/body setting1/body kitchen/face; do
       echo "== $run"; tail -n 2 "$ROOT/runs/$run/train_log.csv"
