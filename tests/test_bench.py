@@ -73,19 +73,19 @@ def test_fast_path_matches_the_naive_reference(models):
     )
     calls = []
     naive = NaiveModel(body)
-    original = body.predict
+    original = body.unet.forward
 
-    def counted(*args, **kwargs):
+    def counted(*args, **kwargs):  # clips per UNet forward
         calls.append(args[0].shape[0])
         return original(*args, **kwargs)
 
-    body.predict = counted
+    body.unet.forward = counted
     try:
         reference = AnchorPipeline(naive).denoise(
             conditions[0], conditions, windows_per_batch=1, condition_cache_bytes=0, **settings
         )
     finally:
-        del body.predict
+        del body.unet.forward
     windows = 2  # (0, 4), (3, 7)
     assert calls == [1] * (2 * windows * 2)  # steps x windows x CFG halves, one item each
     torch.testing.assert_close(fast, reference, atol=2e-4, rtol=1e-4)
@@ -104,13 +104,17 @@ def test_naive_model_splits_the_cfg_halves_of_a_face_batch(models):
     )
     inpaint = (torch.ones(batch, 1, 1, h, h), torch.randn(batch, 1, c, h, h))
     sizes = []
-    naive = NaiveModel(copy.copy(face), parts=2)
-    original = naive.model.predict
-    naive.model.predict = lambda *a, **k: sizes.append(a[0].shape[0]) or original(*a, **k)
+    naive = NaiveModel(face, parts=2)
+    original = face.unet.forward
+    face.unet.forward = lambda *a, **k: sizes.append(a[0].shape[0]) or original(*a, **k)
+    try:
+        with torch.no_grad():
+            split = naive.predict(*inputs, conditioning_scale=1.0, inpaint=inpaint)
+    finally:
+        del face.unet.forward
     with torch.no_grad():
-        split = naive.predict(*inputs, conditioning_scale=1.0, inpaint=inpaint)
         whole = face.predict(*inputs, conditioning_scale=1.0, inpaint=inpaint)
-    assert sizes == [3, 3]
+    assert sizes == [3, 3]  # frames per UNet forward: one CFG half each
     torch.testing.assert_close(split, whole, atol=1e-5, rtol=1e-4)
 
 

@@ -173,6 +173,7 @@ class StructureGuidedDiffusion(torch.nn.Module):
         conditioning_scale: float = 1.0,
         inpaint: tuple[torch.Tensor, torch.Tensor] | None = None,
         extra_tokens: dict[str, torch.Tensor] | None = None,
+        max_batch: int | None = None,
     ) -> torch.Tensor:
         """One network evaluation X_theta (eqs. 2-3, 5).
 
@@ -180,11 +181,14 @@ class StructureGuidedDiffusion(torch.nn.Module):
         rendered structure p_i); tokens (B, N, D) appearance tokens; inpaint (face SGDM):
         (mask (B, F, 1, h, w), masked latents (B, F, C, h, w)); extra_tokens: further token
         streams (B, M_k, D) (e.g. expression or audio adapters) appended to the appearance
-        tokens along the sequence axis. Returns the prediction (B, F, C, h, w) (epsilon or v).
+        tokens along the sequence axis. ``max_batch``: at most this many clips per forward
+        (the naive reference of ``anchorgen bench``); temporal batches are also split where
+        the motion modules' attention batch would pass ``ATTENTION_BATCH_LIMIT``. Returns the
+        prediction (B, F, C, h, w) (epsilon or v).
         """
         b, f = noisy.shape[:2]
-        chunk = self._temporal_chunk(noisy.shape[-2:])
-        if b > chunk:  # the motion modules' attention batch would pass the kernels' limit
+        chunk = min(self._temporal_chunk(noisy.shape[-2:]), max_batch or sys.maxsize)
+        if b > chunk:
             parts = [
                 self.predict(
                     noisy[i : i + chunk],

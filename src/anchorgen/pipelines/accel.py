@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -90,7 +91,7 @@ class DeviceFrames:
             device=device,
         )  # (N, 3, H, W)
         for start in range(0, len(frames), chunk):
-            part = torch.from_numpy(np.ascontiguousarray(frames[start : start + chunk]))
+            part = torch.from_numpy(np.array(frames[start : start + chunk]))  # a writable copy
             self.frames[start : start + chunk] = part.to(device).permute(0, 3, 1, 2)
 
     def __len__(self) -> int:
@@ -137,29 +138,8 @@ class NaiveModel:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.model, name)
 
-    def predict(
-        self,
-        noisy: torch.Tensor,
-        timesteps: torch.Tensor,
-        conditions: torch.Tensor,
-        tokens: torch.Tensor,
-        conditioning_scale: float = 1.0,
-        inpaint: tuple[torch.Tensor, torch.Tensor] | None = None,
-    ) -> torch.Tensor:
-        """Same arguments and result as ``StructureGuidedDiffusion.predict``, in ``parts`` forwards."""
-        outputs = []
-        for part in np.array_split(np.arange(noisy.shape[0]), self.parts):
-            if part.size == 0:
-                continue
-            rows = slice(int(part[0]), int(part[-1]) + 1)
-            outputs.append(
-                self.model.predict(
-                    noisy[rows],
-                    timesteps[rows],
-                    conditions[rows],
-                    tokens[rows],
-                    conditioning_scale=conditioning_scale,
-                    inpaint=None if inpaint is None else (inpaint[0][rows], inpaint[1][rows]),
-                )
-            )
-        return torch.cat(outputs)
+    def predict(self, noisy: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        """``StructureGuidedDiffusion.predict`` in ``parts`` forwards (its ``max_batch``)."""
+        return self.model.predict(
+            noisy, *args, max_batch=math.ceil(noisy.shape[0] / self.parts), **kwargs
+        )
