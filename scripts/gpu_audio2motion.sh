@@ -12,11 +12,7 @@ set -euo pipefail
 out=${1:-$OUT/a2m}
 pack=${2:-gpu_data/pack/a2m}
 finetune_steps=${3:-600}
-if [ -d .whl ] && ! [ -e /tmp/site/.whl-installed ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl && touch /tmp/site/.whl-installed
-fi
-export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1
+source scripts/gpu_env.sh
 python3 - "$out" "$pack" "$finetune_steps" <<'PY'
 import sys, time
 from anchorgen.motion.audio2motion.train import PRESETS, train_on_pack

@@ -9,10 +9,7 @@ set -uo pipefail
 reference=${1:-16}
 sd15_limit=${2:-225}
 scratch_limit=${3:-75}
-if compgen -G ".whl/*.whl" > /dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-fi
-export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1
+source scripts/gpu_env.sh
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 timeout "$sd15_limit" python3 -m anchorgen bench --preset sd15 --frames 300 \
   --reference-frames "$reference" --out "$OUT/bench_sd15.json" 2> "$OUT/bench_sd15.log"

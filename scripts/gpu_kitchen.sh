@@ -33,14 +33,7 @@ FACE_PRESET=${FACE_PRESET:-face}
 EXTRA=${EXTRA:-}  # more key=value overrides for every training run (CPU rehearsals)
 GENERATE_SET=${GENERATE_SET:-}  # more --set options for the renders (CPU rehearsals)
 OUT=${OUT:-$ROOT/out}
-SITE=/tmp/site
-for wheels in .whl .whl_av; do
-  if [ -d "$wheels" ] && ! [ -e "$SITE/.$wheels-installed" ]; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-      --target "$SITE" "$wheels"/*.whl && touch "$SITE/.$wheels-installed"
-  fi
-done
-export PYTHONPATH=$SITE:$PWD/src PYTHONUNBUFFERED=1
+source scripts/gpu_env.sh
 mkdir -p "$ROOT/data" "$ROOT/runs" "$OUT"
 anchorgen() { python3 -m anchorgen "$@"; }
 

@@ -260,6 +260,8 @@ def test_evaluate_render_only_then_score(identity, tmp_path):
     direct = evaluate(model, dataset, tmp_path / "d", FAST, progress=False)
     assert scored["results"]["anchorgen"]["psnr"] == direct["results"]["anchorgen"]["psnr"]
     assert scored["results"]["anchorgen"]["seconds"] == index["variants"]["anchorgen"]["seconds"]
+    with pytest.raises(InputError, match="drop --ablations"):
+        evaluate(model, dataset, tmp_path / "y", FAST, renders=tmp_path / "r", ablations=True)
     frame = next((tmp_path / "r" / "00").iterdir())
     frame.unlink()  # a missing frame is refused, not silently scored
     with pytest.raises(InputError, match="frames, the held-out part has"):

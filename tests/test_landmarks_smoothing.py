@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from anchorgen.geometry import umeyama
+from anchorgen.geometry import compose_affines, umeyama
 from anchorgen.landmarks import LandmarkSequence
 from anchorgen.prepare.smoothing import (
     interpolate_gaps,
@@ -258,3 +258,16 @@ def test_real_clip_tracks_and_smooths():
     assert (face_xy.min(axis=(0, 1)) >= (box.x0, box.y0)).all()
     assert (face_xy.max(axis=(0, 1)) <= (box.x0 + box.side, box.y0 + box.side)).all()
     assert valid_mask(box, (width, height), 64).mean() > 0.5
+
+
+def test_compose_affines_applies_first_then_second():
+    rng = np.random.default_rng(3)
+    first, second = rng.normal(size=(2, 3)), rng.normal(size=(2, 3))
+    points = rng.normal(size=(5, 2))
+
+    def apply(affine, pts):
+        return pts @ affine[:, :2].T + affine[:, 2]
+
+    np.testing.assert_allclose(
+        apply(compose_affines(second, first), points), apply(second, apply(first, points))
+    )

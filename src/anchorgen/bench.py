@@ -419,7 +419,6 @@ def render_video(
             affines,
             face_conditions=motion.face_conditions[:length],
             crop_size=int(face.config.image_size),
-            feather_px=12.0 * int(face.config.image_size) / 256,
             windows_per_batch=settings.face_windows_per_batch,
             temporal=face.is_temporal,
             latents=face_noise[:faces],

@@ -571,7 +571,6 @@ def generate_frames(
         affines,
         face_conditions=face_conditions,
         crop_size=identity.face_size,
-        feather_px=12.0 * identity.face_size / 256,
         generator=torch.Generator("cpu").manual_seed(config.seed + 1),
         controlnet_conditioning_scale=face_scale,
         **{**common, "temporal": config.temporal and identity.face.is_temporal},

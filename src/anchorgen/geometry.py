@@ -23,3 +23,13 @@ def umeyama(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
     scale = (sig * d).sum(axis=-1) / np.maximum(var_s, 1e-12)
     trans = mu_d - scale[..., None] * (rot @ mu_s[..., None])[..., 0]
     return scale, rot, trans
+
+
+def compose_affines(second: np.ndarray, first: np.ndarray) -> np.ndarray:
+    """The (2, 3) affine that applies ``first`` and then ``second``."""
+    second = np.asarray(second, np.float64)
+    first = np.asarray(first, np.float64)
+    return np.concatenate(
+        [second[:, :2] @ first[:, :2], (second[:, :2] @ first[:, 2] + second[:, 2])[:, None]],
+        axis=1,
+    )

@@ -228,6 +228,11 @@ def evaluate(
         raise InputError(f"frame_format must be 'png' or 'jpg', got {frame_format!r}")
     if render_only and renders is not None:
         raise InputError("--render-only writes renders; --renders reads them: give one of them")
+    if renders is not None and (ablations or setting1_model is not None):
+        raise InputError(
+            "with --renders the variants are those the --render-only run wrote: "
+            "drop --ablations and --setting1-model"
+        )
     config = config or GenerateConfig()
     device = resolve_device(config.device)
     dtype = resolve_dtype(config.dtype, device)

@@ -101,7 +101,7 @@ class FacePipeline:
         *,
         face_conditions: Any = None,
         crop_size: int = 256,
-        feather_px: float = 8.0,
+        feather_px: float | None = None,
         num_inference_steps: int = 20,
         guidance_scale: float = 3.5,
         controlnet_conditioning_scale: float = 2.0,
@@ -133,7 +133,8 @@ class FacePipeline:
         noise for the M frames with a face, (M, C, h, w). ``latents_device``: where the face
         latents and the inpainting inputs live. ``condition_cache_bytes``: uint8
         ``face_conditions`` up to this size are kept on the model's device
-        (``accel.cache_frames``). Other arguments as ``AnchorPipeline``.
+        (``accel.cache_frames``). ``feather_px``: blend-mask feather; None: 12 px per 256 px
+        of crop, as ``prepare``'s training masks. Other arguments as ``AnchorPipeline``.
         """
         conditions = as_frame_source(conditions)
         length = len(frames)
@@ -163,8 +164,10 @@ class FacePipeline:
                 f"face reference is {tuple(reference.shape[-2:])}, expected {crop_size}x{crop_size}"
             )
 
+        feather = 12.0 * crop_size / 256 if feather_px is None else feather_px
+
         def blend_mask(i: int) -> np.ndarray:  # (S, S) float32 in [0, 1]
-            return face_mask(face_points[i], affines[i], crop_size, feather_px)
+            return face_mask(face_points[i], affines[i], crop_size, feather)
 
         inpaint = self._inpainting_inputs(
             frames, with_face, affines, blend_mask, crop_size, decode_batch_size

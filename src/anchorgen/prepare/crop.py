@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from anchorgen.errors import InputError
+from anchorgen.geometry import compose_affines
 from anchorgen.landmarks import LandmarkSequence
 
 POSE_UPPER_BODY = tuple(range(25))
@@ -186,7 +187,7 @@ def crop_matte(
     width, height = image_size
     to_source = np.array([[width / small.shape[1], 0.0, 0.0], [0.0, height / small.shape[0], 0.0]])
     crop = box.affine(out_size)
-    small_to_crop = np.hstack([crop[:, :2] @ to_source[:, :2], crop[:, 2:]])  # (2, 3)
+    small_to_crop = compose_affines(crop, to_source)  # (2, 3)
     return cv2.warpAffine(
         small,
         pixel_center_affine(small_to_crop),

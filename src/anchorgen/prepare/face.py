@@ -93,16 +93,6 @@ def invert_affine(affine: np.ndarray) -> np.ndarray:
     return np.concatenate([linear_inv, (-linear_inv @ affine[:, 2])[:, None]], axis=1)
 
 
-def compose_affines(second: np.ndarray, first: np.ndarray) -> np.ndarray:
-    """The (2, 3) affine that applies ``first`` and then ``second``."""
-    second = np.asarray(second, np.float64)
-    first = np.asarray(first, np.float64)
-    return np.concatenate(
-        [second[:, :2] @ first[:, :2], (second[:, :2] @ first[:, 2] + second[:, 2])[:, None]],
-        axis=1,
-    )
-
-
 def warp_face(
     image: np.ndarray, affine: np.ndarray, out_size: int, pad_mode: str = "reflect"
 ) -> np.ndarray:

@@ -361,8 +361,9 @@ def _write_frames(
 
 def _write_segment(job, report) -> None:
     """Pass 2 for output frames a..b-1."""
+    from anchorgen.geometry import compose_affines
     from anchorgen.prepare.crop import apply_crop, crop_matte
-    from anchorgen.prepare.face import compose_affines, face_mask, warp_face
+    from anchorgen.prepare.face import face_mask, warp_face
 
     tmp, video, fps, config, box, size, landmarks, affines, mattes, conditions, a, b, t0, t1 = job
     to_crop = box.affine(config.size)
