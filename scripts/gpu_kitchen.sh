@@ -11,7 +11,9 @@
 #                                              kitchen, matted) for P minutes, then stage 2 on
 #                                              kitchen for F minutes; a fine-tune-only body
 #                                              (Setting I) and the face model for P + F minutes
-#                                              (TRAIN_FACE=0: the bodies only, e.g. a retry)
+#                                              (TRAIN_FACE=0: the bodies only, e.g. a retry);
+#                                              beside them the codec study (CODEC_MINUTES,
+#                                              default 8; 0 skips it)
 #   bash scripts/gpu_kitchen.sh wait SECONDS   follow the logs until training ends or SECONDS pass
 #                                              (then the speech-to-motion run -> $OUT)
 #   bash scripts/gpu_kitchen.sh evaluate       held-out frames of every variant -> $OUT (JPEG, to
@@ -93,6 +95,11 @@ if [ "$train_face" = 1 ]; then
     "datasets=[$ROOT/data/kitchen]" time_limit_minutes=$total \
     output_dir=$ROOT/runs/kitchen/face > $ROOT/face.log 2>&1 &
 fi
+if [ "${CODEC_MINUTES:-8}" != 0 ]; then  # pixel or latent space: the autoencoder's ceiling
+  python3 -m anchorgen codec-study --holdout $ROOT/data/kitchen --dataset $ROOT/data/news \
+    --dataset $ROOT/data/talkshow --minutes ${CODEC_MINUTES:-8} --out $ROOT/codec_study.json \
+    > $ROOT/codec.log 2>&1 &
+fi
 if [ -d $ROOT/data/a2m ] && ! [ -e $ROOT/runs/a2m/model ]; then  # speech-to-motion beside them
   bash scripts/gpu_audio2motion.sh $ROOT/runs/a2m $ROOT/data/a2m 1200 > $ROOT/a2m.log 2>&1 &
 fi
@@ -108,7 +115,7 @@ wait)
   done_marker=$ROOT/train.done.$(cat "$ROOT/train.launch")
   while ! [ -e "$done_marker" ] && [ $SECONDS -lt $deadline ]; do
     sleep 30
-    for log in stage1 stage2 setting1 face a2m; do
+    for log in stage1 stage2 setting1 face codec a2m; do
       [ -f "$ROOT/$log.log" ] && printf '%s: %s\n' "$log" "$(tail -c 2000 "$ROOT/$log.log" | tr '\r' '\n' | grep -v '^\s*$' | tail -n 1 | cut -c1-160)"
     done
     nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader 2>/dev/null || true
@@ -119,6 +126,7 @@ wait)
       echo "== $run"; tail -n 2 "$ROOT/runs/$run/train_log.csv"
     done
     tail -n 5 "$ROOT/stage2.log" "$ROOT/face.log"
+    [ -e "$ROOT/codec_study.json" ] && tail -n 12 "$ROOT/codec.log" && cp "$ROOT/codec_study.json" "$OUT/"
     if [ -e "$ROOT/runs/a2m/model" ]; then  # small: returned by the call that sees training end
       tail -n 4 "$ROOT/a2m.log"
       tar -C "$ROOT/runs" -cf "$OUT/a2m.tar" a2m
