@@ -794,13 +794,14 @@ def run_bench(
         if warmup:
             echo("warm-up: one denoising step of the fast path's batch shapes")
             stride = config.window_size - config.window_overlap
-            one_batch = config.window_size + (config.windows_per_batch - 1) * stride
+            # a full batch of windows for every rank
+            one_batch = config.window_size + (config.windows_per_batch * world - 1) * stride
             lengths = {config.frames}
             if config.compile == "off":
                 lengths = {
                     min(
                         config.frames,
-                        max(one_batch, config.window_size * config.face_windows_per_batch),
+                        max(one_batch, config.window_size * config.face_windows_per_batch * world),
                     )
                 }
             elif reference_frames:
