@@ -91,7 +91,8 @@ for preset in ("sd15", "scratch256"):
     rows += [(s, a["stages_seconds"][s], b["stages_seconds"][s]) for s in a["stages_seconds"]]
     for stage, x, y in rows:
         print(f"| bench {preset} {stage} (s) | {x:.2f} | {y:.2f} | {x / y:.2f}x |")
-    print(f"| bench {preset} peak GPU memory (GiB) | {a['peak_gpu_gib']:.2f} | {b['peak_gpu_gib']:.2f} (rank 0) | |")
+    peak = lambda gib: "n/a" if gib is None else f"{gib:.2f}"  # noqa: E731
+    print(f"| bench {preset} peak GPU memory (GiB) | {peak(a['peak_gpu_gib'])} | {peak(b['peak_gpu_gib'])} (rank 0) | |")
     shares = b["distributed"]["denoise_frames_per_rank"]
     print(f"| bench {preset} denoise frames per rank | | body {shares['body']}, face {shares['face']} | |")
 rates = {}

@@ -616,12 +616,25 @@ def torchrun_process_group(device: str = "auto") -> Iterator[None]:
 
 
 def broadcast_weights(module: torch.nn.Module) -> None:
-    """Overwrite every parameter and buffer of ``module`` with rank 0's, in place."""
+    """Overwrite every parameter and buffer of ``module`` with rank 0's, in place.
+
+    Tensors travel through the backend's device (this rank's GPU under NCCL, else the host).
+    """
     import torch.distributed as dist
 
+    link = (
+        torch.device("cuda", torch.cuda.current_device())
+        if dist.get_backend() == "nccl"
+        else torch.device("cpu")
+    )
     with torch.no_grad():
         for tensor in module.state_dict().values():
-            dist.broadcast(tensor, src=0)
+            if tensor.device == link and tensor.is_contiguous():
+                dist.broadcast(tensor, src=0)
+            else:
+                moved = tensor.to(link).contiguous()
+                dist.broadcast(moved, src=0)
+                tensor.copy_(moved)
 
 
 def frames_per_rank(
