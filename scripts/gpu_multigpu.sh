@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The 2-GPU measurements of issue 6 ("Several GPUs") in ONE `run` call on nvidia-h200-x2 (about
 # 9 minutes): `anchorgen bench` at 300 frames on 1 GPU and under torchrun on 2 GPUs, and the
-# scratch-256 body's training throughput on 1 GPU and with `accelerate launch` on 2 GPUs.
+# scratch-256 body's training throughput (stage 1, batch 8 clips of 4 frames per GPU) on 1 GPU
+# and with `accelerate launch` on 2 GPUs.
 # Order by priority: sd15 bench (the 1.8x target), training throughput, scratch-256 bench. Each
 # step runs under a time limit cut to what is left of BUDGET_S; a step with less than 40 s left
 # is skipped, so the call ends in time. Nothing runs concurrently: the ratios are clean.
@@ -61,10 +62,11 @@ bench() {  # bench PRESET NAME LIMIT_1_GPU LIMIT_2_GPUS
   step "$4" "bench_$2_2gpu" "${two_gpus[@]}" "${args[@]}" --out "$OUT/bench_$2_2gpu.json"
 }
 train() {  # train N LAUNCHER...: the body for train_seconds -> $OUT/train_Ngpu.csv
+  # stage 1 (pretrain): every weight trains, so data parallelism all-reduces the whole model
   local n=$1 run=$ROOT/train_${1}gpu
   shift
   step $((train_seconds + 60)) "train_${n}gpu" "$@" -m anchorgen train --preset "$TRAIN_PRESET" \
-    "datasets=[$DATA]" "output_dir=$run" steps=1000000 \
+    stage=pretrain "datasets=[$DATA]" "output_dir=$run" steps=1000000 \
     "time_limit_minutes=$(python3 -c "print($train_seconds / 60)")" log_every=10 \
     checkpoint_every=1000000 sample_every=0 num_workers=6
   cp "$run/train_log.csv" "$OUT/train_${n}gpu.csv" 2> /dev/null
