@@ -17,6 +17,13 @@ Two paths run on the same models, seed and initial noise:
   host. The fast path also runs on that prefix; the speed-up is the ratio of their seconds
   per frame and the PSNR between their outputs checks that the fast path computes the same
   video.
+
+Under ``torchrun --nproc_per_node N -m anchorgen bench`` (``torchrun_process_group``) every
+rank renders with the fast path on its own device: each denoising step's windows are split
+across ranks and the noise sums all-reduced (Algorithm 1, ``denoise_overlapped``), the body
+decode is split by frame batches and all-gathered; the face pass's denoise is split the same
+way while its crops, decode and paste-back run on every rank (rank 0's are timed); rank 0
+encodes and reports. The naive reference runs single-process only.
 """
 
 from __future__ import annotations
@@ -39,13 +46,21 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from anchorgen.config import BaseConfig, require
 from anchorgen.pipelines.accel import COMPILE_MODES
 
 BENCH_PRESETS = ("auto", "sd15", "scratch-256", "tiny")
 STAGES = ("body_denoise", "decode", "face", "encode")
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+STAGE_SPLIT = {
+    "body_denoise": "windows of each step split across ranks, noise sums all-reduced",
+    "decode": "frame batches split across ranks, all-gathered",
+    "face": "denoise windows split across ranks; crops, decode and paste-back on every rank",
+    "encode": "rank 0",
+}
+"""How each stage uses several processes (recorded in the JSON under ``distributed``)."""
 _RUN_IDS = itertools.count()
 
 
@@ -261,15 +276,24 @@ def _warp_image(image: np.ndarray, affine: np.ndarray, size: int) -> np.ndarray:
 
 
 class StageTimer:
-    """Wall-clock seconds per named stage; on CUDA the device is synchronised at both ends."""
+    """Wall-clock seconds per named stage; on CUDA the device is synchronised at both ends.
 
-    def __init__(self, device: torch.device) -> None:
+    ``barrier``: also wait for every rank of the process group at both ends, so a stage's
+    seconds are those of its slowest rank.
+    """
+
+    def __init__(self, device: torch.device, barrier: bool = False) -> None:
         self.device = device
+        self.barrier = barrier
         self.seconds: dict[str, float] = {}
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
+        if self.barrier:
+            import torch.distributed as dist
+
+            dist.barrier()
 
     @contextlib.contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -366,16 +390,20 @@ def render_video(
     (>= faces, C, hf, wf) are the initial noise. Returns the final frames (length, H, W, 3)
     uint8 as a disk-backed array (before the watermark). ``checks``, when given, receives
     ``finite_latents``: whether every denoised body latent is finite (outside the timing).
+
+    With a process group of several ranks every rank calls this (see ``STAGE_SPLIT``); rank 0
+    returns the frames, the other ranks None.
     """
-    from anchorgen.io.watermark import mark_frame
     from anchorgen.pipelines.anchor import (
         AnchorPipeline,
+        _rank_and_world,
         decode_latents,
         spool_frames,
         to_uint8_frames,
     )
     from anchorgen.pipelines.face import FacePipeline
 
+    rank, world = _rank_and_world()
     steps = config.num_inference_steps if steps is None else steps
     common = dict(
         num_inference_steps=steps,
@@ -399,12 +427,17 @@ def render_video(
             **common,
         )
     with timer.stage("decode"):
-        decoded = (
-            frame
-            for images in decode_latents(body, latents, settings.decode_batch_size, progress)
-            for frame in to_uint8_frames(images)
-        )
-        body_frames = spool_frames(decoded, workdir / f"body_{tag}.npy", length)
+        if world > 1:
+            body_frames = decode_across_ranks(
+                body, latents, settings.decode_batch_size, workdir / f"body_{tag}.npy", progress
+            )
+        else:
+            decoded = (
+                frame
+                for images in decode_latents(body, latents, settings.decode_batch_size, progress)
+                for frame in to_uint8_frames(images)
+            )
+            body_frames = spool_frames(decoded, workdir / f"body_{tag}.npy", length)
     if checks is not None:
         checks["finite_latents"] = bool(torch.isfinite(latents).all())
     del latents
@@ -425,19 +458,65 @@ def render_video(
             decode_batch_size=settings.decode_batch_size,
             **common,
         )
-        final = spool_frames(enhanced, workdir / f"final_{tag}.npy", length)
+        if rank == 0:
+            final = spool_frames(enhanced, workdir / f"final_{tag}.npy", length)
+        else:  # the face denoise (all its collectives) ends before the first frame is yielded
+            next(enhanced, None)
+            enhanced.close()
+            final = None
     if video is not None:
-        workers = config.encode_workers or min(8, os.cpu_count() or 1)
-        with (
-            timer.stage("encode"),
-            open_encoder(video, config.fps) as writer,
-            ThreadPoolExecutor(workers) as pool,
-        ):
-            for start in range(0, length, 4 * workers):  # bounded: 4 frames per worker in flight
-                chunk = (np.ascontiguousarray(f) for f in final[start : start + 4 * workers])
-                for frame in pool.map(mark_frame, chunk):
-                    writer.write(frame)
+        with timer.stage("encode"):
+            if final is not None:
+                workers = config.encode_workers or min(8, os.cpu_count() or 1)
+                encode_video(final, video, config.fps, workers)
     return final
+
+
+def encode_video(frames: np.ndarray, path: Path, fps: float, workers: int) -> None:
+    """Watermark (``workers`` threads) and encode uint8 (N, H, W, 3) frames to ``path``."""
+    from anchorgen.io.watermark import mark_frame
+
+    with open_encoder(path, fps) as writer, ThreadPoolExecutor(workers) as pool:
+        for start in range(0, len(frames), 4 * workers):  # bounded: 4 frames per worker in flight
+            chunk = (np.ascontiguousarray(f) for f in frames[start : start + 4 * workers])
+            for frame in pool.map(mark_frame, chunk):
+                writer.write(frame)
+
+
+def decode_across_ranks(
+    model: Any, latents: torch.Tensor, batch_size: int, path: Path, progress: bool = True
+) -> np.memmap:
+    """Decode (N, C, h, w) latents split across ranks -> the whole video, (N, H, W, 3) uint8, on every rank.
+
+    The frame batches of the single-process decode (``batch_size`` frames each) go to the
+    ranks in turn; each round's batches are all-gathered (uint8, on the GPU under NCCL) and
+    spooled to a ``.npy`` memmap at ``path``, so memory stays at one round of frames.
+    """
+    import torch.distributed as dist
+
+    from anchorgen.pipelines.anchor import _rank_and_world, decode_latents, to_uint8_frames
+
+    rank, world = _rank_and_world()
+    length = latents.shape[0]
+    height, width = (side * model.codec.factor for side in latents.shape[-2:])
+    spool = np.lib.format.open_memmap(
+        path, mode="w+", dtype=np.uint8, shape=(length, height, width, 3)
+    )
+    link = model.device if dist.get_backend() == "nccl" else torch.device("cpu")
+    rounds = range(0, length, batch_size * world)
+    for first in tqdm(rounds, desc="decode", unit="round", disable=not progress):
+        chunk = torch.zeros(batch_size, height, width, 3, dtype=torch.uint8, device=link)
+        mine = first + rank * batch_size
+        if mine < length:
+            (images,) = decode_latents(model, latents[mine : mine + batch_size], batch_size, False)
+            frames = torch.from_numpy(to_uint8_frames(images))  # (F, H, W, 3)
+            chunk[: len(frames)] = frames.to(link)
+        gathered = [torch.empty_like(chunk) for _ in range(world)]
+        dist.all_gather(gathered, chunk)
+        stop = min(length, first + batch_size * world)
+        spool[first:stop] = torch.cat(gathered)[: stop - first].cpu().numpy()
+    spool.flush()
+    return spool
 
 
 def encoder_name() -> str:
@@ -497,6 +576,89 @@ def _has_face(face_points: np.ndarray, affines: np.ndarray) -> np.ndarray:
     )
 
 
+# ----------------------------------------------------------------------------- several processes
+
+
+def rank_device(device: str) -> torch.device:
+    """This process's device under torchrun: ``cuda:LOCAL_RANK`` where ``device`` resolves to CUDA."""
+    from anchorgen.generate import resolve_device
+
+    resolved = resolve_device(device)
+    if resolved.type != "cuda":
+        return resolved
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+
+
+@contextlib.contextmanager
+def torchrun_process_group(device: str = "auto") -> Iterator[None]:
+    """The default process group for the block, when torchrun launched several processes.
+
+    Rank, world size and rendezvous come from torchrun's environment (``WORLD_SIZE``,
+    ``RANK``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``): NCCL with one GPU per process
+    (``rank_device``) on CUDA, gloo on the CPU; destroyed when the block ends. A single
+    process, or a group that already exists, is left as it is.
+    """
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
+        yield
+        return
+    target = rank_device(device)
+    if target.type == "cuda":
+        torch.cuda.set_device(target)
+        dist.init_process_group("nccl", device_id=target)
+    else:
+        dist.init_process_group("gloo")
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+def broadcast_weights(module: torch.nn.Module) -> None:
+    """Overwrite every parameter and buffer of ``module`` with rank 0's, in place.
+
+    Tensors travel through the backend's device (this rank's GPU under NCCL, else the host).
+    """
+    import torch.distributed as dist
+
+    link = (
+        torch.device("cuda", torch.cuda.current_device())
+        if dist.get_backend() == "nccl"
+        else torch.device("cpu")
+    )
+    with torch.no_grad():
+        for tensor in module.state_dict().values():
+            if tensor.device == link and tensor.is_contiguous():
+                dist.broadcast(tensor, src=0)
+            else:
+                moved = tensor.to(link).contiguous()
+                dist.broadcast(moved, src=0)
+                tensor.copy_(moved)
+
+
+def frames_per_rank(
+    model: Any, length: int, windows_per_batch: int, config: BenchConfig, world: int
+) -> list[int]:
+    """Frames each rank denoises per step: ``denoise_overlapped`` gives rank r every
+    ``world``-th batch of windows, so the slowest rank bounds the denoise speed-up."""
+    from anchorgen.pipelines.anchor import plan_windows
+    from anchorgen.pipelines.windows import batch_windows
+
+    if length == 0:
+        return [0] * world
+    windows, per_batch = plan_windows(
+        model,
+        length,
+        config.window_size,
+        config.window_overlap,
+        model.is_temporal,
+        windows_per_batch,
+    )
+    batches = batch_windows(windows, per_batch)
+    return [sum(b - a for batch in batches[r::world] for a, b in batch) for r in range(world)]
+
+
 # ----------------------------------------------------------------------------- the benchmark
 
 
@@ -506,20 +668,33 @@ def run_bench(
     progress: bool = True,
     echo: Callable[[str], None] = print,
     checkpoint: Callable[[dict], None] | None = None,
-) -> dict:
+) -> dict | None:
     """Run the benchmark; returns the result dictionary (``write_result`` stores it as JSON).
 
     ``video``: keep the fast path's marked H.264 output there (default: a temporary file).
     ``checkpoint(result)`` is called with the fast path's result (``complete`` False,
     ``reference`` None) before the reference runs, so a run cut short still leaves numbers.
+
+    In a process group of several ranks (``torchrun_process_group``) every rank must call
+    this; each renders on ``rank_device``, rank 0 returns the result (recording every rank's
+    stage seconds) and the other ranks return None. The naive reference is skipped there.
     """
+    import torch.distributed as dist
+
     from anchorgen.generate import resolve_device, resolve_dtype
     from anchorgen.pipelines.accel import NaiveModel, optimize_model
-    from anchorgen.pipelines.anchor import appearance_tokens, image_to_unit_tensor
+    from anchorgen.pipelines.anchor import (
+        _rank_and_world,
+        appearance_tokens,
+        image_to_unit_tensor,
+    )
     from anchorgen.pipelines.windows import window_schedule
 
     config = config or BenchConfig()
-    device = resolve_device(config.device)
+    rank, world = _rank_and_world()
+    device = rank_device(config.device) if world > 1 else resolve_device(config.device)
+    if rank != 0:  # rank 0 speaks for all
+        echo, progress, checkpoint = (lambda _: None), False, None
     notes = []
     preset = config.preset
     if device.type != "cuda":
@@ -530,6 +705,10 @@ def run_bench(
         preset = "tiny"
     elif preset == "auto":
         preset = "sd15"
+    reference_frames = config.reference_frames
+    if world > 1 and reference_frames:
+        notes.append(f"naive reference skipped: it runs single-process only ({world} processes)")
+        reference_frames = 0
     for note in notes:
         echo(note)
     fast_dtype = resolve_dtype(config.dtype, device)
@@ -538,13 +717,16 @@ def run_bench(
         if config.warmup is not None
         else (device.type == "cuda" or config.compile != "off")
     )
-    setup = StageTimer(device)
+    setup = StageTimer(device, barrier=world > 1)
 
     with tempfile.TemporaryDirectory(prefix="anchorgen-bench-") as scratch:
         work = Path(scratch)
         echo(f"building the {preset} body and face models (random weights) on {device}")
         with setup.stage("build_models"):
             body32, face32 = build_models(preset, device, config.seed)
+            if world > 1:  # every rank must hold rank 0's random weights
+                broadcast_weights(body32)
+                broadcast_weights(face32)
         body_size, face_size = int(body32.config.image_size), int(face32.config.image_size)
         echo(f"motion: the embedded sample, {config.frames} frames at {body_size} px")
         with setup.stage("prepare_motion"):
@@ -621,34 +803,45 @@ def run_bench(
                 **kwargs,
             )
 
-        warmup_timer = StageTimer(device)
+        warmup_timer = StageTimer(device, barrier=world > 1)
         if warmup:
             echo("warm-up: one denoising step of the fast path's batch shapes")
             stride = config.window_size - config.window_overlap
-            one_batch = config.window_size + (config.windows_per_batch - 1) * stride
+            # a full batch of windows for every rank
+            one_batch = config.window_size + (config.windows_per_batch * world - 1) * stride
             lengths = {config.frames}
             if config.compile == "off":
                 lengths = {
                     min(
                         config.frames,
-                        max(one_batch, config.window_size * config.face_windows_per_batch),
+                        max(one_batch, config.window_size * config.face_windows_per_batch * world),
                     )
                 }
-            elif config.reference_frames:
-                lengths.add(config.reference_frames)
+            elif reference_frames:
+                lengths.add(reference_frames)
             for length in sorted(lengths):
                 fast_run(length, warmup_timer, steps=1)
 
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        echo(f"fast path: {config.frames} frames")
-        timer = StageTimer(device)
+        echo(f"fast path: {config.frames} frames" + (f" on {world} processes" if world > 1 else ""))
+        timer = StageTimer(device, barrier=world > 1)
         video_path = Path(video) if video is not None else work / "bench.mp4"
         fast_checks: dict = {}
         fast_run(config.frames, timer, video=video_path, checks=fast_checks)
         peak_gpu = (
             torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
         )
+        if world > 1:
+            per_rank: list[Any] = [None] * world
+            own = {
+                "stages_seconds": dict(timer.seconds),
+                "peak_gpu_gib": peak_gpu,
+                "host_peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+            }
+            dist.all_gather_object(per_rank, own)
+            if rank != 0:
+                return None
 
         body_windows = (
             window_schedule(config.frames, config.window_size, config.window_overlap)
@@ -660,12 +853,29 @@ def run_bench(
         face_frame_evaluations = faces * config.num_inference_steps
         denoise_flops = body_flops_per_frame * body_frame_evaluations
         denoise_seconds = timer.seconds["body_denoise"]
-        achieved = denoise_flops / denoise_seconds / 1e12
+        achieved = denoise_flops / denoise_seconds / 1e12  # all ranks together
         face_flops = face_flops_per_frame * face_frame_evaluations
+        distributed = None
+        if world > 1:
+            distributed = {
+                "backend": dist.get_backend(),
+                "stage_split": STAGE_SPLIT,
+                "denoise_frames_per_rank": {
+                    "body": frames_per_rank(
+                        body32, config.frames, config.windows_per_batch, config, world
+                    ),
+                    "face": frames_per_rank(
+                        face32, faces, config.face_windows_per_batch, config, world
+                    ),
+                },
+                "per_rank": per_rank,
+            }
         result = {
             "schema_version": SCHEMA_VERSION,
             "preset": preset,
             "notes": notes,
+            "world_size": world,
+            "distributed": distributed,
             "settings": {
                 **config.to_dict(),
                 "preset": preset,
@@ -693,7 +903,8 @@ def run_bench(
                 "matmul_size": matmul_size,
                 "matmul_dtype": str(matmul_dtype).removeprefix("torch."),
                 "matmul_tflops_per_s": matmul_rate,
-                "body_denoise_fraction_of_matmul": achieved / matmul_rate,
+                # against the matmul rate of every device together
+                "body_denoise_fraction_of_matmul": achieved / (matmul_rate * world),
                 "face_stage_tflops_per_s": face_flops / timer.seconds["face"] / 1e12,
             },
             "reference": None,
@@ -704,8 +915,8 @@ def run_bench(
             checkpoint(result)
 
         reference_result = None
-        if config.reference_frames:
-            k = config.reference_frames
+        if reference_frames:
+            k = reference_frames
             echo(f"fast path on the first {k} frames, for the comparison")
             fast_prefix_timer = StageTimer(device)
             prefix_checks: dict = {}
@@ -808,6 +1019,7 @@ def markdown_table(result: dict) -> str:
             f"{result['settings']['face_size']} px face",
         ),
         ("frames", str(result["frames"])),
+        *_distributed_rows(result),
         ("total", f"{result['total_seconds']:.2f} s"),
         *(
             (f"  {stage}", f"{seconds:.2f} s")
@@ -827,7 +1039,7 @@ def markdown_table(result: dict) -> str:
         ),
         (
             f"{flops['matmul_dtype']} {flops['matmul_size']}^3 matmul",
-            f"{flops['matmul_tflops_per_s']:.3g} TFLOP/s "
+            f"{flops['matmul_tflops_per_s']:.3g} TFLOP/s per device "
             f"(denoise at {100 * flops['body_denoise_fraction_of_matmul']:.1f}%)",
         ),
     ]
@@ -853,6 +1065,22 @@ def markdown_table(result: dict) -> str:
     lines = ["| measure | value |", "| --- | --- |"]
     lines += [f"| {name} | {value} |" for name, value in rows]
     return "\n".join(lines)
+
+
+def _distributed_rows(result: dict) -> list[tuple[str, str]]:
+    """Table rows on the processes of a multi-process run (none for a single process)."""
+    distributed = result["distributed"]
+    if distributed is None:
+        return []
+    shares = distributed["denoise_frames_per_rank"]
+    return [
+        ("processes", f"{result['world_size']} ({distributed['backend']})"),
+        *((f"  {stage} split", split) for stage, split in distributed["stage_split"].items()),
+        (
+            "denoise frames per rank and step",
+            f"body {shares['body']}, face {shares['face']}",
+        ),
+    ]
 
 
 def write_result(result: dict, path: str | Path) -> None:

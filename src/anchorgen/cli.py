@@ -659,6 +659,8 @@ stage's TFLOP/s against a matmul measured in the same run, plus a naive referenc
 one window per forward, CFG as two forwards) on the first --reference-frames frames: its
 speed-up and the PSNR between the two outputs. No checkpoint is needed (pretrained=false).
 Without CUDA the tiny preset runs on the CPU, and the output says so.
+Several GPUs: launch it with torchrun (one process per GPU; rank 0 writes the outputs, the
+naive reference is skipped).
 
 Examples:
 
@@ -669,6 +671,8 @@ Examples:
   anchorgen bench --preset sd15 --set compile=default --set windows_per_batch=6
 
   anchorgen bench --preset tiny --frames 24 --reference-frames 8 --set num_inference_steps=2
+
+  torchrun --nproc_per_node 2 -m anchorgen bench --preset sd15 --reference-frames 0
 """
 
 
@@ -690,13 +694,22 @@ def bench_command(
     config: Path | None = typer.Option(None, help="YAML/TOML file with bench settings."),
     set_: list[str] = typer.Option([], "--set", help="Override any setting: --set compile=default"),
 ) -> None:
-    from anchorgen.bench import BenchConfig, markdown_table, run_bench, write_result
+    from anchorgen.bench import (
+        BenchConfig,
+        markdown_table,
+        run_bench,
+        torchrun_process_group,
+        write_result,
+    )
 
     options = dict(preset=preset, frames=frames, reference_frames=reference_frames, device=device)
     cfg = _settings(BenchConfig, config, options, set_)
-    result = run_bench(
-        cfg, video=video, echo=typer.echo, checkpoint=lambda partial: write_result(partial, out)
-    )
+    with torchrun_process_group(cfg.device):
+        result = run_bench(
+            cfg, video=video, echo=typer.echo, checkpoint=lambda partial: write_result(partial, out)
+        )
+    if result is None:  # a rank other than 0 of a torchrun launch
+        return
     write_result(result, out)
     typer.echo(markdown_table(result))
     typer.echo(f"wrote {out}")

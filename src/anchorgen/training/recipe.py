@@ -313,8 +313,12 @@ class TrainingRecipe:
         from accelerate import Accelerator
 
         config = self.config
+        # cpu=True without CUDA: several processes launched on a CPU-only machine (torchrun,
+        # ``accelerate launch --multi_gpu``) then form one gloo group instead of each training
+        # alone as its own main process
         self.accelerator = Accelerator(
-            mixed_precision=resolve_mixed_precision(config.mixed_precision)
+            mixed_precision=resolve_mixed_precision(config.mixed_precision),
+            cpu=not torch.cuda.is_available(),
         )
         acc = self.accelerator
         self.device = acc.device
