@@ -114,7 +114,7 @@ def test_retargeted_face_crop_sits_where_the_identity_face_sits(target_and_drive
 
 def test_head_follows_the_driver_about_the_target_place(target_and_driver):
     target, driver = target_and_driver
-    props_t, props_d = BodyProportions.measure(target), BodyProportions.measure(driver)
+    props_t = BodyProportions.measure(target)
     out = retarget(driver, target, props_t)
     np.testing.assert_allclose(
         BodyProportions.measure(out).neck_offset, props_t.neck_offset, atol=1e-3
