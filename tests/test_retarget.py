@@ -165,8 +165,11 @@ def test_retargeting_gives_target_bone_lengths_and_framing(people):
     assert len(out) == len(driver) and out.image_size == target.image_size and out.fps == driver.fps
     measured = BodyProportions.measure(out)
     for kind in (*BODY_KINDS, "palm"):
-        assert measured.lengths[kind] == pytest.approx(props_t.lengths[kind], rel=0.01), kind
+        # The neck keeps the target's typical offset (below), so its median length only nearly.
+        tolerance = 0.03 if kind == "neck" else 0.01
+        assert measured.lengths[kind] == pytest.approx(props_t.lengths[kind], rel=tolerance), kind
     np.testing.assert_allclose(measured.root_mean, props_t.root_mean, atol=0.5)
+    np.testing.assert_allclose(measured.neck_offset, props_t.neck_offset, atol=1e-3)
     # Root motion: the driver's, scaled by the shoulder-width ratio.
     width_ratio = props_t.shoulder_width / BodyProportions.measure(driver).shoulder_width
     root_out = 0.5 * (out.pose[:, 11] + out.pose[:, 12])

@@ -7,7 +7,8 @@ appearance onto the wrong silhouette. Here (issue 4, "Motion sources" 2):
 * body: walk the kinematic tree from the shoulder centre, keep the driver's bone
   directions per frame and give every bone the target's length; the root follows the
   driver's motion around its own mean, scaled to the target's shoulder width, and sits at
-  the target's typical framing;
+  the target's typical framing; the head (the neck bone) likewise moves about the target's
+  typical place on the shoulders, so the face never sits where the identity's never did;
 * hands: carried rigidly to the new wrists, scaled by the hand-size ratio;
 * face: AniFaceDiff's facial alignment (``../shared/seeds/003_*.txt``, Sec. 3.3, eq. 2)
   with the face mesh standing in for FLAME: shape from the target, pose and expression
@@ -85,6 +86,9 @@ class BodyProportions:
     no face was seen)."""
     root_mean: np.ndarray
     """(3,) mean shoulder centre (x, y, z) over present frames: the typical framing."""
+    neck_offset: np.ndarray
+    """(3,) median offset of the pose nose from the shoulder centre (x, y, z) over the
+    frames that see both: where the head typically sits on the shoulders."""
     face_neutral: np.ndarray | None
     """(478, 3) mean face mesh after removing head pose, centred on its rigid points
     (the identity's face shape with its mean expression); None when no face was seen."""
@@ -121,9 +125,11 @@ class BodyProportions:
         if np.asarray(target.present["face"], bool).any():
             face_neutral = neutral_face(target.face[target.present["face"]])
             lengths["face"] = _rms_radius(face_neutral[FACE_RIGID])
+        neck_frames = _visible_frames(target, ROOT, NOSE)
         return cls(
             lengths=lengths,
             root_mean=root[pose_ok].mean(axis=0),
+            neck_offset=np.median(pose[neck_frames, NOSE] - root[neck_frames], axis=0),
             face_neutral=face_neutral,
             image_size=tuple(target.image_size),  # type: ignore[arg-type]
         )
@@ -153,7 +159,9 @@ def retarget(
     root_d = _shoulder_centre(pose_d)  # (T, 3)
     # Root: the driver's motion about its own mean, scaled, at the target's framing.
     root_out = props_t.root_mean + (root_d - props_d.root_mean) * ratio["shoulder_width"]
-    pose_out = _walk_tree(pose_d, root_d, root_out, ratio)
+    # Head: the driver's motion about its own typical place, at the target's typical place.
+    head = {NOSE: (props_d.neck_offset, props_t.neck_offset)}
+    pose_out = _walk_tree(pose_d, root_d, root_out, ratio, head)
 
     world_d = driver.pose_world.astype(np.float64)
     world_root = _shoulder_centre(world_d)
@@ -256,20 +264,33 @@ def _retarget_face(
 
 
 def _walk_tree(
-    pose: np.ndarray, root: np.ndarray, root_out: np.ndarray, ratio: dict[str, float]
+    pose: np.ndarray,
+    root: np.ndarray,
+    root_out: np.ndarray,
+    ratio: dict[str, float],
+    anchored: dict[int, tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> np.ndarray:
     """Rebuild (T, 33, 3) points bone by bone from ``root_out``.
 
     Each bone keeps the driver's per-frame 3D vector (direction and foreshortening) scaled
     by target/driver median length, so its typical length becomes the target's. Forcing
     every frame to one constant 2D length instead would stretch limbs that point at the
-    camera.
+    camera. A bone whose child is in ``anchored`` (child -> (driver's typical bone vector,
+    target's typical bone vector), each (3,)) is instead the target's typical vector plus
+    the driver's deviation from its own, scaled: its typical placement becomes the target's
+    in direction as well as length, whatever the bone-length clamp.
     """
+    anchored = anchored or {}
     out = np.full(pose.shape, np.nan)
     for parent, child, kind in BONES:
         start_d = root if parent == ROOT else pose[:, parent]
         start_o = root_out if parent == ROOT else out[:, parent]
-        out[:, child] = start_o + (pose[:, child] - start_d) * ratio[kind]
+        bone = pose[:, child] - start_d  # (T, 3)
+        if child in anchored:
+            typical_d, typical_t = anchored[child]
+            out[:, child] = start_o + typical_t + (bone - typical_d) * ratio[kind]
+        else:
+            out[:, child] = start_o + bone * ratio[kind]
     return out
 
 
