@@ -224,6 +224,19 @@ class TrainConfig(BaseConfig):
     classifier-free guidance works at inference."""
     landmark_jitter_px: float = 0.0
     """Std of landmark position jitter (pixels) before the condition is rendered (V-C6)."""
+    face_context_degrade: float = 0.0
+    """Face part only (IV-D, eq. 5): probability of each of two independent augmentations of
+    the masked surroundings z_M (never the target, condition or mask): blur them like a
+    low-resolution body-model output, and misalign them by a random shift and scale, as the
+    body model's face placement is off by a few pixels at inference. 0 disables both."""
+    face_context_min_scale: float = 0.35
+    """Blur strength: the surroundings are downscaled by a factor drawn from [this, 1] and
+    upscaled back (0.35: a 1080 px source's 256 px face crop seen through a 256 px body frame)."""
+    face_context_shift: float = 0.05
+    """Misalignment: largest shift of the surroundings per axis, as a fraction of the face crop
+    size (0.05: +-12.8 px at 256 px)."""
+    face_context_scale_jitter: float = 0.05
+    """Misalignment: the surroundings are scaled about the crop centre by 1 +- up to this."""
     freeze_temporal: bool | None = None
     """Keep the motion modules fixed (IV-C1). ``None``: frozen in finetune, trained in pretrain."""
     lora_rank: int = 0
@@ -265,6 +278,22 @@ class TrainConfig(BaseConfig):
         require(self.lr_warmup_steps >= 0, "lr_warmup_steps must be >= 0")
         require(0.0 <= self.appearance_dropout < 1.0, "appearance_dropout must be in [0, 1)")
         require(self.landmark_jitter_px >= 0, "landmark_jitter_px must be >= 0")
+        require(
+            0.0 <= self.face_context_degrade <= 1.0,
+            f"face_context_degrade must be a probability in [0, 1], got {self.face_context_degrade}",
+        )
+        require(
+            0.0 < self.face_context_min_scale <= 1.0,
+            f"face_context_min_scale must be in (0, 1], got {self.face_context_min_scale}",
+        )
+        require(
+            0.0 <= self.face_context_shift < 0.5,
+            f"face_context_shift must be in [0, 0.5), got {self.face_context_shift}",
+        )
+        require(
+            0.0 <= self.face_context_scale_jitter < 1.0,
+            f"face_context_scale_jitter must be in [0, 1), got {self.face_context_scale_jitter}",
+        )
         require(0.0 <= self.ema_decay < 1.0, "ema_decay must be in [0, 1)")
         require(self.checkpoint_every >= 1, "checkpoint_every must be >= 1")
         require(self.keep_checkpoints >= 1, "keep_checkpoints must be >= 1")
@@ -399,7 +428,15 @@ def _face() -> TrainConfig:
         appearance_channels=(32, 64, 96, 128),
         cross_attention_dim=192,
     )
-    return base.replace(model=model, clip_length=1, steps=3000, landmark_jitter_px=1.0)
+    return base.replace(
+        model=model,
+        clip_length=1,
+        steps=3000,
+        landmark_jitter_px=1.0,
+        # the body model's output is soft and places the face 9-14 crop px off: train the
+        # face pass on surroundings like that (face_context_* fields)
+        face_context_degrade=0.5,
+    )
 
 
 def _sd15() -> TrainConfig:

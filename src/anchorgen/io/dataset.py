@@ -194,6 +194,72 @@ def _to_unit(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div(255.0)
 
 
+def degrade_context(image: np.ndarray, factor: float) -> np.ndarray:
+    """Blur an (S, S, 3) uint8 image like a low-resolution body-model output: area-downscale
+    by ``factor`` in (0, 1], then bilinear upscale back to S (IV-D face pass, eq. 5 input z_M)."""
+    size = image.shape[0]
+    small = max(1, round(size * factor))
+    if small >= size:
+        return image
+    down = cv2.resize(image, (small, small), interpolation=cv2.INTER_AREA)
+    return cv2.resize(down, (size, size), interpolation=cv2.INTER_LINEAR)
+
+
+def misalign_context(image: np.ndarray, shift: tuple[float, float], scale: float) -> np.ndarray:
+    """Similarity warp of an (S, S, 3) uint8 image about its centre: scale by ``scale``, then
+    move by ``shift`` = (dx, dy) pixels; borders replicate. A point at distance r from the
+    centre moves by at most |shift| + |scale - 1| * r per axis."""
+    size = image.shape[1], image.shape[0]
+    cx, cy = (size[0] - 1) / 2.0, (size[1] - 1) / 2.0
+    affine = np.array(
+        [
+            [scale, 0.0, cx - scale * cx + shift[0]],
+            [0.0, scale, cy - scale * cy + shift[1]],
+        ]
+    )
+    return cv2.warpAffine(
+        image, affine, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class ContextAugment:
+    """Face-pass surroundings augmentation (training only). At inference the masked-face
+    latent z_M (eq. 5) comes from the soft, 256 px body-model output with the face misplaced
+    by a few pixels; in training it comes from sharp, exactly aligned crops. Each of two
+    steps happens independently with probability ``prob``: degrade (downscale by a factor in
+    [min_scale, 1], upscale back) and misalign (shift up to ``shift`` x crop size per axis,
+    scale by 1 +- ``scale_jitter``)."""
+
+    prob: float = 0.0
+    min_scale: float = 0.35
+    shift: float = 0.05
+    scale_jitter: float = 0.05
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.prob <= 1.0:
+            raise ValueError(f"context prob must be in [0, 1], got {self.prob}")
+        if not 0.0 < self.min_scale <= 1.0:
+            raise ValueError(f"context min_scale must be in (0, 1], got {self.min_scale}")
+        if not 0.0 <= self.shift < 0.5:
+            raise ValueError(f"context shift must be in [0, 0.5), got {self.shift}")
+        if not 0.0 <= self.scale_jitter < 1.0:
+            raise ValueError(f"context scale_jitter must be in [0, 1), got {self.scale_jitter}")
+
+    def __call__(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """(S, S, 3) uint8 -> the same size, degraded and/or misaligned. Always draws the
+        same number of values from ``rng``, so later draws do not depend on the outcome."""
+        size = image.shape[0]
+        degrade, factor, misalign = rng.random(), rng.uniform(self.min_scale, 1.0), rng.random()
+        shift = rng.uniform(-self.shift, self.shift, 2) * size
+        scale = 1.0 + rng.uniform(-self.scale_jitter, self.scale_jitter)
+        if degrade < self.prob:
+            image = degrade_context(image, factor)
+        if misalign < self.prob:
+            image = misalign_context(image, (float(shift[0]), float(shift[1])), scale)
+        return image
+
+
 class IdentityDataset(torch.utils.data.Dataset):
     """Training samples from a prepared dataset (a torch ``Dataset``).
 
@@ -206,6 +272,10 @@ class IdentityDataset(torch.utils.data.Dataset):
     ``use_matte`` multiplies frames and reference by the foreground matte (stage-1
     pretraining across identities). ``landmark_jitter_px`` re-renders the condition from
     landmarks jittered by that many pixels (V-C6 augmentation; body part, landmark renders).
+    ``context`` (face part, when its ``prob`` > 0) adds ``context`` (F, 3, H, W) in [-1, 1]:
+    the face crop degraded and misaligned (``ContextAugment``), from which training forms the
+    masked surroundings z_M instead of ``frames``; ``frames`` (the target), ``conditions`` and
+    ``masks`` stay as without it.
     """
 
     def __init__(
@@ -219,6 +289,7 @@ class IdentityDataset(torch.utils.data.Dataset):
         part: str = "body",
         min_reference_gap: int = 0,
         seed: int = 0,
+        context: ContextAugment | None = None,
     ) -> None:
         if part not in ("body", "face"):
             raise ValueError(f"part must be 'body' or 'face', got {part!r}")
@@ -235,6 +306,9 @@ class IdentityDataset(torch.utils.data.Dataset):
         self.part = part
         self.min_reference_gap = min_reference_gap
         self.seed = seed
+        self.context = (
+            context if part == "face" and context is not None and context.prob > 0 else None
+        )
         self._cache: dict[tuple[str, int], np.ndarray] = {}
 
     def __len__(self) -> int:
@@ -304,4 +378,8 @@ class IdentityDataset(torch.utils.data.Dataset):
             masks = torch.stack([_to_unit(self._load("mask", i)) for i in clip])
             item["masks"] = masks
             item["valid"] = torch.ones_like(masks)
+            if self.context is not None:
+                item["context"] = torch.stack(
+                    [_to_signed(self.context(self._frame(i), rng)) for i in clip]
+                )
         return item

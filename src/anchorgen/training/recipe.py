@@ -58,9 +58,10 @@ LOG_COLUMNS = ("step", "loss", "lr", "samples_per_s", "elapsed_s", "peak_gpu_mem
 def default_dataset_factory(root: Path, config: TrainConfig) -> torch.utils.data.Dataset:
     """A prepared identity dataset (``anchorgen.io.dataset.IdentityDataset``), train split:
     matted frames in stage 1, full frames in stage 2, landmark jitter, clips of
-    ``config.clip_length`` frames, ``model.part`` crops."""
+    ``config.clip_length`` frames, ``model.part`` crops; face part: the ``face_context_*``
+    augmentation of the masked surroundings."""
     try:
-        from anchorgen.io.dataset import IdentityDataset
+        from anchorgen.io.dataset import ContextAugment, IdentityDataset
     except ImportError as exc:
         raise ConfigError(
             f"the dataset reader anchorgen.io.dataset is not available: {exc}"
@@ -73,6 +74,12 @@ def default_dataset_factory(root: Path, config: TrainConfig) -> torch.utils.data
         use_matte=config.use_matte,
         landmark_jitter_px=config.landmark_jitter_px,
         part=config.model.part,
+        context=ContextAugment(
+            prob=config.face_context_degrade,
+            min_scale=config.face_context_min_scale,
+            shift=config.face_context_shift,
+            scale_jitter=config.face_context_scale_jitter,
+        ),
     )
 
 
@@ -80,8 +87,9 @@ def validate_item(item: dict, config: TrainConfig, where: str) -> None:
     """Check one dataset item against the schema training relies on (``InputError`` if not).
 
     frames (F, 3, S, S) in [-1, 1]; conditions (F, 3, S, S) in [0, 1]; reference (3, S, S) in
-    [-1, 1]; valid (F, 1, S, S); face only: masks (F, 1, S, S) in [0, 1]. F = clip_length,
-    S = model.image_size.
+    [-1, 1]; valid (F, 1, S, S); face only: masks (F, 1, S, S) in [0, 1] and optionally
+    context (F, 3, S, S) in [-1, 1], the image the masked surroundings are cut from (default:
+    frames). F = clip_length, S = model.image_size.
     """
     f, s = config.clip_length, config.model.image_size
     shapes = {
@@ -92,6 +100,8 @@ def validate_item(item: dict, config: TrainConfig, where: str) -> None:
     }
     if config.model.part == "face":
         shapes["masks"] = (f, 1, s, s)
+        if isinstance(item, dict) and "context" in item:
+            shapes["context"] = (f, 3, s, s)
     if not isinstance(item, dict):
         raise InputError(
             f"dataset schema mismatch in {where}: items must be dicts, got {type(item).__name__}"
@@ -457,7 +467,10 @@ class TrainingRecipe:
             )
             inpaint_mask = masked = None
             if model.inpainting:
-                inpaint_mask, masked = model.inpaint_inputs(frames, batch["masks"].to(self.device))
+                # z_M from the (augmented) surroundings image when the dataset gives one;
+                # the target latents above always come from the clean frames
+                context = batch["context"].to(self.device) if "context" in batch else frames
+                inpaint_mask, masked = model.inpaint_inputs(context, batch["masks"].to(self.device))
         g = self.noise_generator
         noise = torch.randn(latents.shape, generator=g, device=self.device)
         timesteps = torch.randint(
@@ -602,7 +615,9 @@ class TrainingRecipe:
             return None
         model = self.model
         batch = torch.utils.data.default_collate(self.preview)
-        inpaint = (batch["frames"], batch["masks"]) if model.inpainting else None
+        inpaint = (
+            (batch.get("context", batch["frames"]), batch["masks"]) if model.inpainting else None
+        )
         model.eval()
         swap = (
             self.ema.swapped_in(self.trainable)
