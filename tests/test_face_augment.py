@@ -110,10 +110,7 @@ def test_shift_is_bounded_by_the_configured_fraction():
     augment = ContextAugment(prob=1.0, min_scale=1.0, shift=shift, scale_jitter=0.05)
     start = _centroid(_dot(size))
     moves = np.array(
-        [
-            _centroid(augment(_dot(size), np.random.default_rng(seed))) - start
-            for seed in range(200)
-        ]
+        [_centroid(augment(_dot(size), np.random.default_rng(seed))) - start for seed in range(200)]
     )
     # a dot at the centre is not moved by the scale jitter: |move| <= shift * size per axis
     assert np.abs(moves).max() <= shift * size + 0.5
