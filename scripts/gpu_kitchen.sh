@@ -21,6 +21,14 @@
 #   bash scripts/gpu_kitchen.sh export         the identity (body + face, no checkpoints) -> $OUT
 #   bash scripts/gpu_kitchen.sh cross          60 s render driven by another person -> $OUT
 #   bash scripts/gpu_kitchen.sh speech         renders driven by unseen speech -> $OUT
+#   bash scripts/gpu_kitchen.sh refine MINUTES in the background: the face model fine-tuned
+#                                              from runs/kitchen/face with the face preset's
+#                                              current recipe -> runs/kitchen_refined (body
+#                                              linked); with a carried gpu_data/pack/a2m, the
+#                                              speech model retrained beside it -> runs/a2m
+#   bash scripts/gpu_kitchen.sh compare SECONDS after `refine`: cross-person renders of
+#                                              SECONDS with the old and the refined face, the
+#                                              refined held-out frames, speech renders -> $OUT
 #
 # Carried paths (ignored, never committed: derived from ../shared/data): .whl (diffusers),
 # .whl_av (PyAV, for the MP4 outputs), gpu_data/pack/{kitchen,news,talkshow} (prepared
@@ -166,8 +174,59 @@ speech)
   done
   ls -la "$OUT"
   ;;
+refine)
+  minutes=${2:?minutes of face fine-tuning}
+  refined=$ROOT/runs/kitchen_refined
+  rm -rf "$refined" "$ROOT/runs/a2m" && mkdir -p "$refined"
+  ln -s "$ROOT/runs/kitchen/body" "$refined/body"
+  launch=$(date +%s)
+  cat > "$ROOT/refine.sh" <<EOF
+cd $PWD
+export PYTHONPATH=$PYTHONPATH PYTHONUNBUFFERED=1
+python3 -m anchorgen train --preset $FACE_PRESET init_from=$ROOT/runs/kitchen/face \\
+  "datasets=[$ROOT/data/kitchen]" output_dir=$refined/face time_limit_minutes=$minutes \\
+  steps=100000 lr_warmup_steps=50 learning_rate=0.0001 checkpoint_every=100000 \\
+  sample_every=100000 log_every=50 num_workers=6 $EXTRA > $ROOT/refine.log 2>&1 &
+if [ -d $ROOT/data/a2m ]; then
+  bash scripts/gpu_audio2motion.sh $ROOT/runs/a2m $ROOT/data/a2m 1200 > $ROOT/a2m.log 2>&1 &
+fi
+wait
+touch $ROOT/refine.done.$launch
+EOF
+  echo "$launch" > "$ROOT/refine.launch"
+  setsid nohup bash "$ROOT/refine.sh" > /dev/null 2>&1 < /dev/null &
+  echo "face fine-tuning started: $minutes min; logs in $ROOT/refine.log, $ROOT/a2m.log"
+  ;;
+compare)
+  seconds=${2:?seconds of cross-person motion}
+  done_marker=$ROOT/refine.done.$(cat "$ROOT/refine.launch")
+  while ! [ -e "$done_marker" ]; do sleep 5; done
+  tail -n 2 "$ROOT/runs/kitchen_refined/face/train_log.csv"
+  if [ -e "$ROOT/runs/a2m/model" ]; then
+    tail -n 3 "$ROOT/a2m.log"
+    tar -C "$ROOT/runs" -cf "$OUT/a2m.tar" a2m
+  fi
+  for model in kitchen kitchen_refined; do
+    anchorgen generate --model "$ROOT/runs/$model" --dataset "$ROOT/data/kitchen" \
+      --motion "$ROOT/data/talkshow_60s.npz" --out "$OUT/cross_${seconds}s_$model.mp4" \
+      --set windows_per_batch=8 --set motion_seconds="$seconds" $GENERATE_SET
+  done
+  anchorgen evaluate --model "$ROOT/runs/kitchen_refined" --dataset "$ROOT/data/kitchen" \
+    --out "$ROOT/holdout_refined" --render-only --frame-format jpg --overwrite
+  tar -C "$ROOT" -cf "$OUT/holdout_refined.tar" holdout_refined
+  if [ -e "$ROOT/runs/a2m/model" ]; then
+    rm -rf "$ROOT/runs/kitchen_refined/audio2motion"
+    cp -r "$ROOT/runs/a2m" "$ROOT/runs/kitchen_refined/audio2motion"
+    for speech in radio_speech talkshow_speech; do
+      anchorgen generate --model "$ROOT/runs/kitchen_refined" --dataset "$ROOT/data/kitchen" \
+        --audio "$ROOT/data/speech/$speech.wav" --out "$OUT/${speech}_refined.mp4" \
+        --set windows_per_batch=8 $GENERATE_SET
+    done
+  fi
+  ls -la "$OUT"
+  ;;
 *)
-  sed -n '2,25p' "$0"
+  sed -n '2,33p' "$0"
   exit 2
   ;;
 esac
