@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
+
+from tests.multiprocess import free_ports, run_ranks
 
 SETTINGS = (
     "num_inference_steps=2",
@@ -76,12 +76,6 @@ def _rank_main(rank: int, world: int, port: int, out_dir: str) -> None:
     assert not dist.is_initialized(), "the CLI left the process group open"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_two_gloo_processes_render_the_frames_of_one_process(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
@@ -102,21 +96,10 @@ def test_two_gloo_processes_render_the_frames_of_one_process(tmp_path, monkeypat
 
     split_dir = tmp_path / "split"
     split_dir.mkdir()
-    context = mp.get_context("spawn")
-    port = _free_port()
-    workers = [
-        context.Process(target=_rank_main, args=(rank, 2, port, str(split_dir)))
-        for rank in range(2)
-    ]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(timeout=240)
-    for worker in workers:
-        if worker.is_alive():
-            worker.kill()
+    (port,) = free_ports(1)
+    exit_codes = run_ranks(_rank_main, (2, port, str(split_dir)), world=2, timeout=240)
     outputs = [(split_dir / f"rank{rank}.txt").read_text() for rank in range(2)]
-    assert [w.exitcode for w in workers] == [0, 0], outputs
+    assert exit_codes == [0, 0], outputs
     assert all(text.startswith("0\n\n") for text in outputs), outputs
 
     # rank 0 alone reports; rank 1 renders no frames of its own

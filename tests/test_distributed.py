@@ -12,6 +12,7 @@ import torch.multiprocessing as mp
 from anchorgen.models import tiny_test_model
 from anchorgen.pipelines.anchor import denoise_overlapped, initial_latents
 from anchorgen.pipelines.windows import window_schedule
+from tests.multiprocess import free_ports
 
 LENGTH, SIZE = 21, 32
 
@@ -52,11 +53,7 @@ def _rank_main(rank: int, world: int, port: int, out_dir: str) -> None:
 
 
 def test_two_gloo_processes_match_one_process(tmp_path):
-    import socket
-
-    with socket.socket() as probe:  # a free port on the loopback interface
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    (port,) = free_ports(1)
     single = _denoise()
     mp.spawn(_rank_main, args=(2, port, str(tmp_path)), nprocs=2, join=True)
     for rank in range(2):

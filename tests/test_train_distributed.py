@@ -10,16 +10,15 @@ from __future__ import annotations
 import csv
 import json
 import os
-import socket
 from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from safetensors.torch import load_file
 
 from synthetic_identity import synthetic_factory
+from tests.multiprocess import free_ports, run_ranks
 
 WORLD = 2
 
@@ -68,34 +67,10 @@ def _rank_main(rank: int, ports: list[int], root: str) -> None:
     (root / f"logged{rank}.json").write_text(json.dumps(logged))
 
 
-def _free_ports(count: int) -> list[int]:
-    """``count`` distinct free ports on the loopback interface."""
-    probes = [socket.socket() for _ in range(count)]
-    try:
-        for probe in probes:
-            probe.bind(("127.0.0.1", 0))
-        return [probe.getsockname()[1] for probe in probes]
-    finally:
-        for probe in probes:
-            probe.close()
-
-
 def test_two_processes_train_resume_and_count_the_global_batch(tmp_path):
     (tmp_path / "identity").mkdir()
-    context = mp.get_context("spawn")
-    ports = _free_ports(3)
-    workers = [
-        context.Process(target=_rank_main, args=(rank, ports, str(tmp_path)))
-        for rank in range(WORLD)
-    ]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(timeout=180)
-    for worker in workers:
-        if worker.is_alive():
-            worker.kill()
-    assert [w.exitcode for w in workers] == [0, 0]
+    ports = free_ports(3)
+    assert run_ranks(_rank_main, (ports, str(tmp_path)), world=WORLD, timeout=180) == [0, 0]
 
     batch = _config(tmp_path, tmp_path, 1).batch_size
     for run in ("full", "resumed"):
