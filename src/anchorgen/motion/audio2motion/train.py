@@ -82,7 +82,7 @@ class Audio2MotionConfig(BaseConfig):
     (Salimans & Ho 2022); "x0": it predicts x_0 directly."""
     latent: bool = True
     """Diffuse on whitened per-part principal components of the motion (``LATENT_COMPONENTS``
-    per part, fitted on the pretraining clips) instead of all 416 dims."""
+    per part, fitted on the pretraining clips) instead of all 453 dims."""
     loss_weighting: str = "x0"
     """"x0": the x_0 error weighs the same at every noise level; "v": weighted by
     1 / (1 - abar_t), i.e. the v loss."""
