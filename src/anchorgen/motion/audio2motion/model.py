@@ -9,7 +9,7 @@ passes through the skip term at low noise and the network only has to model what
 ``"x0"`` reads it as x_0 directly (the first runs). With ``latent_dim`` K > 0 the diffusion
 runs on K whitened per-part principal components of the normalised motion instead of its D
 dims (``to_latent``/``from_latent``): with K < d_model the network can carry every noisy
-coordinate, which it cannot for D = 416 > d_model. Classifier-free
+coordinate, which it cannot for D = 453 > d_model. Classifier-free
 guidance: speech is dropped during training with probability ``cond_drop_prob`` and
 sampling mixes ``x0_uncond + s * (x0_cond - x0_uncond)``.
 """
@@ -51,7 +51,7 @@ class Audio2Motion(ModelMixin, ConfigMixin):
     @register_to_config
     def __init__(
         self,
-        motion_dim: int = 416,
+        motion_dim: int = 453,
         audio_dim: int = 80,
         audio_context: int = 2,
         window: int = 48,

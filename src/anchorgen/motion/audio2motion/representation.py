@@ -1,6 +1,6 @@
 """Compact per-frame motion vectors from a ``LandmarkSequence``, and the way back.
 
-Layout of one frame's vector (D = 416 numbers, see ``LAYOUT``):
+Layout of one frame's vector (D = ``MOTION_DIM`` = 453 numbers, see ``LAYOUT``):
 
 - ``face``: 94 face-mesh points (lips, jaw, eyes, brows, irises, nose tip) in a face-local
   frame (origin between the outer eye corners, unit = their distance, eye line horizontal),

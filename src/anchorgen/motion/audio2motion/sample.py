@@ -60,11 +60,13 @@ def sample_window(
     num_inference_steps: int = 25,
     guidance_scale: float = 2.0,
 ) -> torch.Tensor:
-    """Deterministic DDIM (eta = 0; Song et al. 2021, eq. 12) with x0-prediction.
+    """Deterministic DDIM (eta = 0; Song et al. 2021, eq. 12) on the model's x_0 estimate.
 
     Classifier-free guidance acts on the lip and jaw dims (the mouth components in latent
-    space) only: speech tightens the mouth while head and hands keep the variety of the
-    unguided model.
+    space) only: speech tightens the mouth; the other parts take the speech-conditioned
+    estimate as it is (scale 1). Their variety across seeds comes from training (see
+    ``Audio2MotionConfig.gesture_swap_prob``): the sampler's eta, step count and guidance
+    barely change it (docs/BENCHMARKS.md, "Speech to motion").
     audio: (B, L, (2m+1) * C) normalised; context, context_mask: (B, L, W) in the diffusion
     space (W = ``model.diffusion_dim``). Returns (B, L, W).
     """

@@ -82,7 +82,7 @@ class Audio2MotionConfig(BaseConfig):
     (Salimans & Ho 2022); "x0": it predicts x_0 directly."""
     latent: bool = True
     """Diffuse on whitened per-part principal components of the motion (``LATENT_COMPONENTS``
-    per part, fitted on the pretraining clips) instead of all 416 dims."""
+    per part, fitted on the pretraining clips) instead of all 453 dims."""
     loss_weighting: str = "x0"
     """"x0": the x_0 error weighs the same at every noise level; "v": weighted by
     1 / (1 - abar_t), i.e. the v loss."""
@@ -98,6 +98,13 @@ class Audio2MotionConfig(BaseConfig):
     """Fraction of frames whose speech is zeroed during training. With the noise, this keeps
     a small clip from being memorised frame by frame (gestures jumping between remembered
     poses); speech has to explain motion through its smooth, shared structure."""
+    gesture_swap_prob: float = 0.5
+    """Probability that a training window's head, body and hands come from another random
+    window of the same clip (the face keeps its own speech). Head drift and gestures of a
+    16 s clip are otherwise a function of its speech that the model memorises: on unseen
+    speech it then gives nearly the same small motion for every seed. The parts are stored
+    relative to the shoulders and the face relative to its own frame, so a swapped window is
+    still a valid pose."""
     seed: int = 0
     """Seed of initialisation, window sampling and noise."""
     device: str = "auto"
@@ -117,6 +124,7 @@ class Audio2MotionConfig(BaseConfig):
         require(0.0 <= self.context_prob <= 1.0, "context_prob must be in [0, 1]")
         require(self.audio_noise >= 0.0, "audio_noise must be >= 0")
         require(0.0 <= self.audio_frame_drop < 1.0, "audio_frame_drop must be in [0, 1)")
+        require(0.0 <= self.gesture_swap_prob <= 1.0, "gesture_swap_prob must be in [0, 1]")
         require(self.mouth_loss_weight > 0, "mouth_loss_weight must be positive")
         require(self.prediction_type in ("x0", "v"), "prediction_type must be 'x0' or 'v'")
         require(self.loss_weighting in ("x0", "v"), "loss_weighting must be 'x0' or 'v'")
@@ -238,15 +246,25 @@ def normalisation_stats(clips: list[TrainingClip]) -> tuple[np.ndarray, ...]:
 
 
 def sample_batch(
-    clips: list[TrainingClip], window: int, batch_size: int, rng: np.random.Generator
+    clips: list[TrainingClip],
+    window: int,
+    batch_size: int,
+    rng: np.random.Generator,
+    gesture_swap_prob: float = 0.0,
 ) -> tuple[np.ndarray, ...]:
-    """Random windows (clips weighted by length); short clips are padded with mask False."""
+    """Random windows (clips weighted by length); short clips are padded with mask False.
+
+    With probability ``gesture_swap_prob`` a window's head, body and hand dims (and their
+    masks) are taken from a second random window of the same clip (see
+    ``Audio2MotionConfig.gesture_swap_prob``).
+    """
     lengths = np.array([len(c.values) for c in clips], np.float64)
     picks = rng.choice(len(clips), size=batch_size, p=lengths / lengths.sum())
     c0 = clips[0]
     values = np.zeros((batch_size, window, c0.values.shape[1]), np.float32)
     mask = np.zeros(values.shape, bool)
     audio = np.empty((batch_size, window, *c0.audio.shape[1:]), np.float32)
+    gestures = slice(LAYOUT["head"].start, MOTION_DIM)  # head, body, hands: the layout's tail
     for i, k in enumerate(picks):
         clip = clips[k]
         start = int(rng.integers(0, max(len(clip.values) - window, 0) + 1))
@@ -256,6 +274,10 @@ def sample_batch(
         mask[i, :n] = clip.mask[start:stop]
         audio[i, :n] = clip.audio[start:stop]
         audio[i, n:] = clip.audio.min()
+        if gesture_swap_prob > 0 and rng.random() < gesture_swap_prob:
+            other = int(rng.integers(0, max(len(clip.values) - window, 0) + 1))
+            values[i, :n, gestures] = clip.values[other : other + n, gestures]
+            mask[i, :n, gestures] = clip.mask[other : other + n, gestures]
     return values, mask, audio
 
 
@@ -410,7 +432,7 @@ def _run_stage(
     device = next(model.parameters()).device
     bar = tqdm(range(steps), desc=stage, unit="step", mininterval=5.0)
     for step in bar:
-        batch = sample_batch(clips, config.window, config.batch_size, rng)
+        batch = sample_batch(clips, config.window, config.batch_size, rng, config.gesture_swap_prob)
         values, mask, audio = (torch.from_numpy(a).to(device) for a in batch)
         loss = diffusion_loss(model, values, mask, audio, config, generator)
         optimizer.zero_grad(set_to_none=True)
