@@ -204,7 +204,7 @@ compare)
   tail -n 2 "$ROOT/runs/kitchen_refined/face/train_log.csv"
   if [ -e "$ROOT/runs/a2m/model" ]; then
     tail -n 3 "$ROOT/a2m.log"
-    tar -C "$ROOT/runs" -cf "$OUT/a2m.tar" a2m
+    tar -C "$ROOT/runs" -cf - a2m | split -b 15M - "$OUT/a2m.tar.part-"  # 16 MiB per file
   fi
   for model in kitchen kitchen_refined; do
     anchorgen generate --model "$ROOT/runs/$model" --dataset "$ROOT/data/kitchen" \
