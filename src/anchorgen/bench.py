@@ -396,14 +396,14 @@ def render_video(
     """
     from anchorgen.pipelines.anchor import (
         AnchorPipeline,
-        _rank_and_world,
         decode_latents,
+        rank_and_world,
         spool_frames,
         to_uint8_frames,
     )
     from anchorgen.pipelines.face import FacePipeline
 
-    rank, world = _rank_and_world()
+    rank, world = rank_and_world()
     steps = config.num_inference_steps if steps is None else steps
     common = dict(
         num_inference_steps=steps,
@@ -494,9 +494,9 @@ def decode_across_ranks(
     """
     import torch.distributed as dist
 
-    from anchorgen.pipelines.anchor import _rank_and_world, decode_latents, to_uint8_frames
+    from anchorgen.pipelines.anchor import decode_latents, rank_and_world, to_uint8_frames
 
-    rank, world = _rank_and_world()
+    rank, world = rank_and_world()
     length = latents.shape[0]
     height, width = (side * model.codec.factor for side in latents.shape[-2:])
     spool = np.lib.format.open_memmap(
@@ -684,14 +684,14 @@ def run_bench(
     from anchorgen.generate import resolve_device, resolve_dtype
     from anchorgen.pipelines.accel import NaiveModel, optimize_model
     from anchorgen.pipelines.anchor import (
-        _rank_and_world,
         appearance_tokens,
         image_to_unit_tensor,
+        rank_and_world,
     )
     from anchorgen.pipelines.windows import window_schedule
 
     config = config or BenchConfig()
-    rank, world = _rank_and_world()
+    rank, world = rank_and_world()
     device = rank_device(config.device) if world > 1 else resolve_device(config.device)
     if rank != 0:  # rank 0 speaks for all
         echo, progress, checkpoint = (lambda _: None), False, None

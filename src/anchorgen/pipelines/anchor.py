@@ -172,7 +172,7 @@ def denoise_overlapped(
     device, dtype = model.device, model.dtype
     use_cfg = guidance_scale > 1.0
     count = window_counts(windows, length).to(latents.device)  # (N,)
-    rank, world = _rank_and_world()
+    rank, world = rank_and_world()
     batches = batch_windows(windows, windows_per_batch)[rank::world]
     scheduler.set_timesteps(num_inference_steps, device=latents.device)
     timesteps = scheduler.timesteps
@@ -215,7 +215,7 @@ def denoise_overlapped(
     return latents
 
 
-def _rank_and_world() -> tuple[int, int]:
+def rank_and_world() -> tuple[int, int]:
     """(rank, world size) of the default process group, or (0, 1) without one."""
     import torch.distributed as dist
 
