@@ -46,6 +46,9 @@ OUT=${OUT:-$ROOT/out}
 source scripts/gpu_env.sh
 mkdir -p "$ROOT/data" "$ROOT/runs" "$OUT"
 anchorgen() { python3 -m anchorgen "$@"; }
+driver_motion() {  # the carried cross-person motion, copied into $ROOT/data if not there yet
+  [ -e "$ROOT/data/talkshow_60s.npz" ] || cp gpu_data/pack/talkshow_60s.npz "$ROOT/data/"
+}
 
 case "${1:-}" in
 setup)
@@ -158,6 +161,7 @@ export)
   ls -la "$OUT"
   ;;
 cross)
+  driver_motion
   anchorgen generate --model "$ROOT/runs/kitchen" --dataset "$ROOT/data/kitchen" \
     --motion "$ROOT/data/talkshow_60s.npz" --out "$ROOT/cross_60s.mp4" --set windows_per_batch=8 $GENERATE_SET
   split -b 15M "$ROOT/cross_60s.mp4" "$OUT/cross_60s.mp4.part-"  # 16 MiB per returned file
@@ -206,6 +210,7 @@ compare)
     tail -n 3 "$ROOT/a2m.log"
     tar -C "$ROOT/runs" -cf - a2m | split -b 15M - "$OUT/a2m.tar.part-"  # 16 MiB per file
   fi
+  driver_motion
   for model in kitchen kitchen_refined; do
     anchorgen generate --model "$ROOT/runs/$model" --dataset "$ROOT/data/kitchen" \
       --motion "$ROOT/data/talkshow_60s.npz" --out "$OUT/cross_${seconds}s_$model.mp4" \
