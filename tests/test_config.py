@@ -70,3 +70,11 @@ def test_prepare_config_validation():
         PrepareConfig.from_dict({"size": 100})
     with pytest.raises(ConfigError, match="pad_mode"):
         PrepareConfig().with_overrides(["pad_mode=wrap"])
+
+
+def test_exponent_without_a_dot_is_a_float_override():
+    # YAML 1.1 reads 1e-4 (no dot) as the string "1e-4"
+    cfg = Outer().with_overrides(["inner.rate=1e-4"])
+    assert cfg.inner.rate == pytest.approx(1e-4) and isinstance(cfg.inner.rate, float)
+    with pytest.raises(ConfigError):
+        Outer().with_overrides(["inner.rate=fast"])

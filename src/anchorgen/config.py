@@ -125,6 +125,11 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
         return [_coerce(args[0], v, where) for v in value] if args else list(value)
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if hint is float and isinstance(value, str):  # YAML 1.1 reads "1e-4" (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            return value
     if hint is Path and isinstance(value, str):
         return Path(value)
     return value
