@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import tempfile
 import time
@@ -141,7 +142,8 @@ def train(
         typer.echo("dry run ok")
         return
     run_dir = run_training(resolved)
-    typer.echo(f"trained model: {run_dir}")
+    if int(os.environ.get("RANK", "0")) == 0:  # accelerate/torchrun: the main process reports
+        typer.echo(f"trained model: {run_dir}")
 
 
 # --- speech-to-motion (anchorgen.motion.audio2motion) ---------------------------------------
