@@ -34,3 +34,22 @@ def run_ranks(target: Callable, args: Sequence, world: int, timeout: float) -> l
             worker.kill()
             worker.join()
     return [None if w.exitcode is not None and w.exitcode < 0 else w.exitcode for w in workers]
+
+
+def set_torchrun_environment(rank: int, world: int, port: int | None = None) -> None:
+    """The variables torchrun gives each process (one thread each: the cores are shared)."""
+    import os
+
+    import torch
+
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+        LOCAL_WORLD_SIZE=str(world),
+        OMP_NUM_THREADS="1",
+    )
+    if port is not None:
+        os.environ["MASTER_PORT"] = str(port)
+    torch.set_num_threads(1)

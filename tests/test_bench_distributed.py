@@ -9,15 +9,13 @@ MASTER_PORT) and runs the CLI, which opens and closes the process group itself
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import torch.distributed as dist
 
-from tests.multiprocess import free_ports, run_ranks
+from tests.multiprocess import free_ports, run_ranks, set_torchrun_environment
 
 SETTINGS = (
     "num_inference_steps=2",
@@ -59,15 +57,7 @@ def _rank_main(rank: int, world: int, port: int, out_dir: str) -> None:
     import anchorgen.bench as bench
     from anchorgen.cli import app
 
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        RANK=str(rank),
-        WORLD_SIZE=str(world),
-        LOCAL_RANK=str(rank),
-        LOCAL_WORLD_SIZE=str(world),
-    )
-    torch.set_num_threads(1)
+    set_torchrun_environment(rank, world, port)
     out = Path(out_dir)
     _keep_final_frames(bench, out / f"frames_rank{rank}.npy")
     result = CliRunner().invoke(app, _bench_args(out / "bench.json", reference_frames=4))

@@ -18,7 +18,7 @@ import torch.distributed as dist
 from safetensors.torch import load_file
 
 from synthetic_identity import synthetic_factory
-from tests.multiprocess import free_ports, run_ranks
+from tests.multiprocess import free_ports, run_ranks, set_torchrun_environment
 
 WORLD = 2
 
@@ -41,15 +41,7 @@ def _config(run_dir: Path, data: Path, steps: int):
 def _rank_main(rank: int, ports: list[int], root: str) -> None:
     from anchorgen.training import recipe
 
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        RANK=str(rank),
-        WORLD_SIZE=str(WORLD),
-        LOCAL_RANK=str(rank),
-        LOCAL_WORLD_SIZE=str(WORLD),
-        OMP_NUM_THREADS="1",
-    )
-    torch.set_num_threads(1)
+    set_torchrun_environment(rank, WORLD)
     root = Path(root)
     logged = []  # (step, samples_per_s, elapsed) as the main process computes them
     original = recipe.TrainingRecipe._log_row
