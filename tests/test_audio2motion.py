@@ -30,6 +30,7 @@ from anchorgen.motion.audio2motion import (
 from anchorgen.motion.audio2motion.representation import BODY_POINTS, FACE_POINTS
 from anchorgen.motion.audio2motion.sample import generate_normalised, speech_inputs
 from anchorgen.motion.audio2motion.train import clip_from_landmarks, train_on_clips
+from anchorgen.prepare.sample import write_sample_clip
 from audio_synthetic import synthetic_person, synthetic_speech
 
 FPS = 25.0
@@ -247,12 +248,33 @@ def test_train_run_and_cli_end_to_end(tmp_path: Path, person, speech: np.ndarray
         output_dir=str(tmp_path / "run"),
         device="cpu",
     )
-    run = train_audio2motion(config)
+    (tmp_path / "data" / "drivers").mkdir()  # an uncached clip: tracked with MediaPipe
+    write_sample_clip(tmp_path / "data" / "drivers" / "sample.mp4", seconds=2.0, fps=10, size=128)
+    overrides = [
+        "--preset",
+        "audio2motion-tiny",
+        f"data_dir={tmp_path / 'data'}",
+        "identity_clip=anchors/me.mp4",
+        "identity_seconds=3.0",
+        f"landmarks_dir={tmp_path / 'landmarks'}",
+        f"output_dir={tmp_path / 'run'}",
+        "device=cpu",
+    ]
+    result = CliRunner().invoke(app, ["train", *overrides, "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "me.mp4 (landmarks cached)" in result.output
+    assert "sample.mp4 (to be tracked)" in result.output
+    result = CliRunner().invoke(app, ["train", *overrides])
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "run"
     assert (run / "model" / "diffusion_pytorch_model.safetensors").is_file()
+    assert (tmp_path / "landmarks" / "sample.npz").is_file()  # tracked and cached
     net, identity = load_run(run)
     assert len(identity) == 75 and float(net.motion_std.min()) > 0
     with pytest.raises(InputError, match="already exists"):
         train_audio2motion(config)
+    result = CliRunner().invoke(app, ["train", *overrides, "--dry-run"])
+    assert result.exit_code != 0 and "already exists" in str(result.exception or result.output)
 
     wav = tmp_path / "speech.mp4"
     _write_clip(wav, 2.0, speech)

@@ -103,8 +103,12 @@ Examples:
 
   accelerate launch --num_processes 8 -m anchorgen train --config run.yaml    (8 GPUs)
 
+  anchorgen train --preset audio2motion data_dir=clips identity_clip=anchors/me.mp4 output_dir=runs/me/audio2motion
+
 Overrides are dotted key=value pairs parsed as YAML (model.temporal=false, batch_size=4).
-Presets: tiny, demo, demo-face, scratch-256, face, sd15.
+Presets: tiny, demo, demo-face, scratch-256, face, sd15; audio2motion and audio2motion-tiny
+train the speech-to-motion model (pretrained on data_dir's anchors/ and drivers/ clips,
+fine-tuned on the identity's clip).
 """
 
 
@@ -131,6 +135,11 @@ def train(
         raise ConfigError(
             "pass exactly one of --config FILE or --preset NAME (tiny, scratch-256, face, sd15)"
         )
+    from anchorgen.motion.audio2motion.train import PRESETS as MOTION_PRESETS
+
+    if preset in MOTION_PRESETS:
+        _train_motion(MOTION_PRESETS[preset].with_overrides(overrides), dry_run)
+        return
     base = TrainConfig.load(config) if config is not None else get_preset(preset)
     resolved = base.with_overrides(overrides)
     from anchorgen.training.recipe import dry_run as check
@@ -144,6 +153,19 @@ def train(
     run_dir = run_training(resolved)
     if int(os.environ.get("RANK", "0")) == 0:  # accelerate/torchrun: the main process reports
         typer.echo(f"trained model: {run_dir}")
+
+
+def _train_motion(config, dry_run: bool) -> None:
+    """``anchorgen train --preset audio2motion``: the speech-to-motion model."""
+    from anchorgen.motion.audio2motion.train import check_inputs, train_audio2motion
+
+    lines = check_inputs(config)
+    if dry_run:
+        for line in lines:
+            typer.echo(line)
+        typer.echo("dry run ok")
+        return
+    typer.echo(f"trained speech-to-motion model: {train_audio2motion(config)}")
 
 
 # --- speech-to-motion (anchorgen.motion.audio2motion) ---------------------------------------

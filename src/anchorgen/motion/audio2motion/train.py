@@ -174,16 +174,12 @@ def track_landmarks(video: Path, cache_dir: Path) -> LandmarkSequence:
     cached = cache_dir / f"{video.stem}.npz"
     if cached.is_file():
         return LandmarkSequence.load(cached)
-    try:
-        from anchorgen.io.video import read_video  # type: ignore[attr-defined]
-        from anchorgen.prepare.holistic import track_frames  # type: ignore[attr-defined]
-    except ImportError as exc:
-        raise InputError(
-            f"no cached landmarks at {cached} and landmark tracking is not available ({exc}); "
-            "run `anchorgen prepare` on the clip or put its LandmarkSequence .npz there"
-        ) from exc
-    frames, fps = read_video(video)
-    seq = track_frames(frames, fps, (frames.shape[2], frames.shape[1]))
+    from anchorgen.io.video import iter_frames, probe_video
+    from anchorgen.prepare.holistic import track_frames
+
+    info = probe_video(video)
+    total = round(info.duration * info.fps)
+    seq = track_frames(iter_frames(video), info.fps, (info.width, info.height), total=total)
     cache_dir.mkdir(parents=True, exist_ok=True)
     seq.save(cached)
     return seq
@@ -198,16 +194,35 @@ def clip_from_landmarks(
     return TrainingClip(name, motion.values, motion.mask, feats.numpy())
 
 
+def training_videos(config: Audio2MotionConfig) -> tuple[list[Path], Path]:
+    """(every clip trained on, sorted; the identity's clip): ``InputError`` when missing."""
+    data = Path(config.data_dir)
+    identity_path = Path(config.identity_clip)
+    identity_path = identity_path if identity_path.is_absolute() else data / identity_path
+    if not identity_path.is_file():
+        raise InputError(f"identity clip not found: {identity_path}")
+    videos = sorted({*data.glob("anchors/*.mp4"), *data.glob("drivers/*.mp4"), identity_path})
+    return videos, identity_path
+
+
+def check_inputs(config: Audio2MotionConfig) -> list[str]:
+    """What a dry run reports: the clips found and which need tracking; raises on bad paths."""
+    videos, identity_path = training_videos(config)
+    if Path(config.output_dir).exists() and not config.overwrite:
+        raise InputError(f"{config.output_dir} already exists (overwrite=true replaces it)")
+    cache = Path(config.landmarks_dir)
+    lines = [f"identity: {identity_path} (first {config.identity_seconds:g} s)"]
+    for video in videos:
+        cached = (cache / f"{video.stem}.npz").is_file()
+        lines.append(f"clip: {video} ({'landmarks cached' if cached else 'to be tracked'})")
+    return lines
+
+
 def load_clips(
     config: Audio2MotionConfig,
 ) -> tuple[list[TrainingClip], TrainingClip, LandmarkSequence]:
     """All pretraining clips, the identity's training clip and its training landmarks."""
-    data = Path(config.data_dir)
-    identity_path = Path(config.identity_clip)
-    identity_path = identity_path if identity_path.is_absolute() else data / identity_path
-    videos = sorted({*data.glob("anchors/*.mp4"), *data.glob("drivers/*.mp4"), identity_path})
-    if not identity_path.is_file():
-        raise InputError(f"identity clip not found: {identity_path}")
+    videos, identity_path = training_videos(config)
     clips: list[TrainingClip] = []
     identity: tuple[TrainingClip, LandmarkSequence] | None = None
     for video in tqdm(videos, desc="clips", unit="clip"):
