@@ -109,7 +109,7 @@ def test_two_gloo_processes_render_the_frames_of_one_process(tmp_path, monkeypat
     assert distributed["backend"] == "gloo" and len(distributed["per_rank"]) == 2
     assert set(distributed["stage_split"]) == set(data["stages_seconds"])
     # 4 body windows of 4 frames, one per batch; 12 faces in frame-wise batches of 4
-    assert distributed["denoise_frames_per_rank"] == {"body": [8, 8], "face": [8, 4]}
+    assert distributed["denoise_frames_per_rank"] == {"body": [8, 8], "face": [6, 6]}
     for entry in distributed["per_rank"]:
         assert entry["stages_seconds"]["body_denoise"] > 0 and entry["host_peak_rss_gib"] > 0
     assert data["stages_seconds"] == distributed["per_rank"][0]["stages_seconds"]

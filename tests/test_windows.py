@@ -10,6 +10,7 @@ from anchorgen.pipelines.windows import (
     accumulate_windows,
     batch_windows,
     normalize_windows,
+    rank_batches,
     window_counts,
     window_schedule,
     window_sums,
@@ -114,3 +115,17 @@ def test_sums_and_counts_compose_like_an_all_reduce():
 def test_uncovered_frame_is_an_error():
     with pytest.raises(ValueError, match="not covered"):
         accumulate_windows([(0, 2, torch.ones(1, 2))], 3)
+
+
+def test_rank_batches_deal_windows_evenly_and_cover_each_once():
+    windows = window_schedule(300, 16, 4)  # 25 windows
+    shares = [rank_batches(windows, 4, rank, 2) for rank in range(2)]
+    dealt = [[w for batch in share for w in batch] for share in shares]
+    assert sorted(dealt[0] + dealt[1]) == sorted(windows)
+    assert [len(d) for d in dealt] == [13, 12]
+    assert all(len(batch) <= 4 for share in shares for batch in share)
+    frames = [(i, i + 1) for i in range(300)]  # a frame-wise model: one-frame windows
+    assert [sum(len(b) for b in rank_batches(frames, 64, r, 2)) for r in range(2)] == [150, 150]
+    assert rank_batches(windows, 4, 0, 1) == batch_windows(windows, 4)
+    with pytest.raises(ValueError, match="rank"):
+        rank_batches(windows, 4, 2, 2)

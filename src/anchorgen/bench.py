@@ -640,10 +640,10 @@ def broadcast_weights(module: torch.nn.Module) -> None:
 def frames_per_rank(
     model: Any, length: int, windows_per_batch: int, config: BenchConfig, world: int
 ) -> list[int]:
-    """Frames each rank denoises per step: ``denoise_overlapped`` gives rank r every
-    ``world``-th batch of windows, so the slowest rank bounds the denoise speed-up."""
+    """Frames each rank denoises per step (``rank_batches``, as ``denoise_overlapped`` splits
+    them): the slowest rank bounds the denoise speed-up."""
     from anchorgen.pipelines.anchor import plan_windows
-    from anchorgen.pipelines.windows import batch_windows
+    from anchorgen.pipelines.windows import rank_batches
 
     if length == 0:
         return [0] * world
@@ -655,8 +655,10 @@ def frames_per_rank(
         model.is_temporal,
         windows_per_batch,
     )
-    batches = batch_windows(windows, per_batch)
-    return [sum(b - a for batch in batches[r::world] for a, b in batch) for r in range(world)]
+    return [
+        sum(b - a for batch in rank_batches(windows, per_batch, r, world) for a, b in batch)
+        for r in range(world)
+    ]
 
 
 # ----------------------------------------------------------------------------- the benchmark

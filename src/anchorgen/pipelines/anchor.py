@@ -28,8 +28,8 @@ from anchorgen.pipelines.accel import cache_frames
 from anchorgen.pipelines.windows import (
     Window,
     add_window,
-    batch_windows,
     normalize_windows,
+    rank_batches,
     window_counts,
     window_schedule,
 )
@@ -162,7 +162,7 @@ def denoise_overlapped(
     updates ``latents`` in place (other schedulers step the whole sequence at once).
 
     Several processes (``torch.distributed`` initialised, e.g. under ``torchrun``): each
-    rank denoises every world-size-th window batch, the per-frame noise sums are
+    rank denoises every world-size-th window (``rank_batches``), the per-frame noise sums are
     all-reduced (Algorithm 1's sum over windows is exactly an all-reduce), and every rank
     steps the scheduler identically, so all ranks hold the same latents as one process.
     """
@@ -173,7 +173,7 @@ def denoise_overlapped(
     use_cfg = guidance_scale > 1.0
     count = window_counts(windows, length).to(latents.device)  # (N,)
     rank, world = rank_and_world()
-    batches = batch_windows(windows, windows_per_batch)[rank::world]
+    batches = rank_batches(windows, windows_per_batch, rank, world)
     scheduler.set_timesteps(num_inference_steps, device=latents.device)
     timesteps = scheduler.timesteps
     bar = tqdm(

@@ -51,6 +51,17 @@ def batch_windows(windows: Sequence[Window], windows_per_batch: int) -> list[lis
     ]
 
 
+def rank_batches(
+    windows: Sequence[Window], windows_per_batch: int, rank: int, world: int
+) -> list[list[Window]]:
+    """Rank ``rank``'s share of a step's windows (Algorithm 1 split over ``world`` processes),
+    batched: the windows are dealt round-robin, so the shares differ by at most one window
+    (the slowest rank bounds the step), then grouped by ``batch_windows``."""
+    if not 0 <= rank < world:
+        raise ValueError(f"rank must be in [0, {world}), got {rank}")
+    return batch_windows(list(windows)[rank::world], windows_per_batch)
+
+
 def window_counts(windows: Iterable[Window], length: int) -> torch.Tensor:
     """(length,) float32: how many windows cover each frame (Algorithm 1 line 10)."""
     count = torch.zeros(length, dtype=torch.float32)
