@@ -376,3 +376,18 @@ def test_cuda_matches_cpu(latents_device):
     face_gpu_model = tiny_test_model(temporal=True, inpainting=True, seed=2).cuda()
     face_gpu = enhance(face_gpu_model, *inputs, latents_device=latents_device)
     assert np.abs(face_gpu.astype(int) - face_cpu.astype(int)).max() <= 2
+
+
+def test_read_only_frames_convert_without_a_warning():
+    import warnings
+
+    import numpy as np
+
+    from anchorgen.pipelines.anchor import image_to_unit_tensor
+
+    frames = np.full((2, 4, 4, 3), 255, np.uint8)
+    frames.flags.writeable = False  # as a memmap of spooled frames
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tensor = image_to_unit_tensor(frames)
+    assert tensor.shape == (2, 3, 4, 4) and float(tensor.min()) == 1.0

@@ -69,6 +69,11 @@ class ArrayFrames:
         return image_to_unit_tensor(chunk)
 
 
+def _writable(array: np.ndarray) -> np.ndarray:
+    """A contiguous array torch may wrap: read-only ones (memmaps of spooled frames) are copied."""
+    return np.ascontiguousarray(array) if array.flags.writeable else np.array(array)
+
+
 def image_to_unit_tensor(image: Any) -> torch.Tensor:
     """uint8 (..., H, W, 3) or float (..., 3, H, W) in [0, 1] -> float32 (..., 3, H, W) in [0, 1]."""
     if hasattr(image, "convert") and hasattr(image, "size"):  # PIL image
@@ -79,8 +84,8 @@ def image_to_unit_tensor(image: Any) -> torch.Tensor:
                 raise InputError(
                     f"uint8 images must be (..., H, W, 3) RGB, got shape {image.shape}"
                 )
-            return torch.from_numpy(np.ascontiguousarray(image)).movedim(-1, -3).float() / 255.0
-        image = torch.from_numpy(np.ascontiguousarray(image))
+            return torch.from_numpy(_writable(image)).movedim(-1, -3).float() / 255.0
+        image = torch.from_numpy(_writable(image))
     if not isinstance(image, torch.Tensor):
         raise InputError(f"unsupported image type {type(image).__name__}")
     if image.dtype == torch.uint8:
