@@ -494,7 +494,12 @@ def decode_across_ranks(
     """
     import torch.distributed as dist
 
-    from anchorgen.pipelines.anchor import decode_latents, rank_and_world, to_uint8_frames
+    from anchorgen.pipelines.anchor import (
+        collective_device,
+        decode_latents,
+        rank_and_world,
+        to_uint8_frames,
+    )
 
     rank, world = rank_and_world()
     length = latents.shape[0]
@@ -502,7 +507,7 @@ def decode_across_ranks(
     spool = np.lib.format.open_memmap(
         path, mode="w+", dtype=np.uint8, shape=(length, height, width, 3)
     )
-    link = model.device if dist.get_backend() == "nccl" else torch.device("cpu")
+    link = collective_device()
     rounds = range(0, length, batch_size * world)
     for first in tqdm(rounds, desc="decode", unit="round", disable=not progress):
         chunk = torch.zeros(batch_size, height, width, 3, dtype=torch.uint8, device=link)
@@ -618,15 +623,13 @@ def torchrun_process_group(device: str = "auto") -> Iterator[None]:
 def broadcast_weights(module: torch.nn.Module) -> None:
     """Overwrite every parameter and buffer of ``module`` with rank 0's, in place.
 
-    Tensors travel through the backend's device (this rank's GPU under NCCL, else the host).
+    Tensors travel through ``collective_device``.
     """
     import torch.distributed as dist
 
-    link = (
-        torch.device("cuda", torch.cuda.current_device())
-        if dist.get_backend() == "nccl"
-        else torch.device("cpu")
-    )
+    from anchorgen.pipelines.anchor import collective_device
+
+    link = collective_device()
     with torch.no_grad():
         for tensor in module.state_dict().values():
             if tensor.device == link and tensor.is_contiguous():

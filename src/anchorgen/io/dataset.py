@@ -229,22 +229,13 @@ class ContextAugment:
     by a few pixels; in training it comes from sharp, exactly aligned crops. Each of two
     steps happens independently with probability ``prob``: degrade (downscale by a factor in
     [min_scale, 1], upscale back) and misalign (shift up to ``shift`` x crop size per axis,
-    scale by 1 +- ``scale_jitter``)."""
+    scale by 1 +- ``scale_jitter``). The ranges are validated where the values are set, the
+    ``face_context_*`` fields of ``TrainConfig``."""
 
     prob: float = 0.0
     min_scale: float = 0.35
     shift: float = 0.05
     scale_jitter: float = 0.05
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.prob <= 1.0:
-            raise ValueError(f"context prob must be in [0, 1], got {self.prob}")
-        if not 0.0 < self.min_scale <= 1.0:
-            raise ValueError(f"context min_scale must be in (0, 1], got {self.min_scale}")
-        if not 0.0 <= self.shift < 0.5:
-            raise ValueError(f"context shift must be in [0, 0.5), got {self.shift}")
-        if not 0.0 <= self.scale_jitter < 1.0:
-            raise ValueError(f"context scale_jitter must be in [0, 1), got {self.scale_jitter}")
 
     def __call__(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """(S, S, 3) uint8 -> the same size, degraded and/or misaligned. Always draws the

@@ -212,7 +212,7 @@ def denoise_overlapped(
             bar.set_postfix(step=f"{step_index + 1}/{len(timesteps)}")
             bar.update(1)
         if world > 1:
-            _all_reduce_sum(noise_sum, device)
+            _all_reduce_sum(noise_sum)
         latents = step_sequence(scheduler, noise_sum[0], count, t, latents, step_chunk)
         if callback is not None:
             callback(step_index, int(t), latents)
@@ -229,16 +229,27 @@ def rank_and_world() -> tuple[int, int]:
     return 0, 1
 
 
-def _all_reduce_sum(tensor: torch.Tensor, device: torch.device) -> None:
-    """In-place sum over ranks; NCCL needs the data on the GPU, gloo takes host tensors."""
+def collective_device() -> torch.device:
+    """Where the default process group's collectives take tensors: this rank's GPU under
+    NCCL, the host under gloo."""
     import torch.distributed as dist
 
-    if dist.get_backend() == "nccl" and tensor.device.type != "cuda":
-        on_device = tensor.to(device)
-        dist.all_reduce(on_device)
-        tensor.copy_(on_device)
-    else:
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def _all_reduce_sum(tensor: torch.Tensor) -> None:
+    """In-place sum over ranks, through ``collective_device``."""
+    import torch.distributed as dist
+
+    link = collective_device()
+    if tensor.device == link:
         dist.all_reduce(tensor)
+    else:
+        on_link = tensor.to(link)
+        dist.all_reduce(on_link)
+        tensor.copy_(on_link)
 
 
 def step_sequence(
