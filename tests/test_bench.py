@@ -230,6 +230,7 @@ def test_cli_bench_writes_the_json_schema(tmp_path):
     assert data["seconds_per_frame"] == pytest.approx(data["total_seconds"] / 8)
     assert data["frames_per_second"] == pytest.approx(8 / data["total_seconds"])
     assert data["peak_gpu_gib"] is None and data["host_peak_rss_gib"] > 0
+    assert data["stages_peak_gpu_gib"] is None  # per-stage GPU peaks exist on CUDA only
     flops = data["flops"]
     assert flops["body_denoise_tflop"] > 0 and flops["matmul_tflops_per_s"] > 0
     assert flops["matmul_dtype"] == "float32" and flops["matmul_size"] == 64
@@ -261,6 +262,9 @@ def test_sd15_bench_on_a_gpu(tmp_path):
     config = BenchConfig(preset="sd15", frames=20, reference_frames=16, num_inference_steps=2)
     data = run_bench(config, progress=False, echo=lambda _: None)
     assert data["preset"] == "sd15" and data["peak_gpu_gib"] > 0
+    stage_peaks = data["stages_peak_gpu_gib"]
+    assert set(stage_peaks) == set(STAGES)
+    assert max(stage_peaks.values()) <= data["peak_gpu_gib"]
     assert data["fast_path"]["dtype"] == "bfloat16"
     assert data["reference"]["psnr_db"] > 0
 

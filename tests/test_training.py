@@ -72,6 +72,37 @@ def test_loss_falls_when_overfitting_one_batch():
     assert losses[-1] < 0.3 * losses[0]
 
 
+def test_reference_concat_model_trains_and_reloads(tmp_path):
+    config = _config(tmp_path, model={"reference_concat": True}, steps=2, sample_every=2)
+    run_dir = run_training(config, synthetic_factory)
+    model = StructureGuidedDiffusion.from_pretrained(run_dir, expected=config.model)
+    assert model.config.reference_concat and model.unet.config.in_channels == 24
+
+
+def test_dropped_appearance_hides_the_reference_latent_too():
+    """Appearance dropout trains the unconditional branch CFG uses: tokens and latent both gone."""
+    torch.manual_seed(0)
+    config = get_preset("tiny").model.replace(reference_concat=True)
+    model = StructureGuidedDiffusion.build(config).eval()
+    item = SyntheticIdentity(length=2)
+    batch = torch.utils.data.default_collate([item[0], item[1]])
+    latents = model.encode_frames(batch["frames"])
+    args = (latents, torch.randn_like(latents), torch.tensor([100, 400]), batch["conditions"])
+    weight = torch.ones(2, 1, 1, 16, 16)
+    loss_fn = DiffusionLoss(model)
+    with torch.no_grad():
+        dropped = [
+            loss_fn(*args, reference, torch.tensor([True, True]), weight)
+            for reference in (batch["reference"], -batch["reference"])
+        ]
+        kept = [
+            loss_fn(*args, reference, torch.tensor([False, False]), weight)
+            for reference in (batch["reference"], -batch["reference"])
+        ]
+    assert dropped[0] == dropped[1]
+    assert kept[0] != kept[1]
+
+
 def test_batch_order_is_a_pure_function_of_the_step():
     first = [global_batch_indices(s, 5, 3, seed=1) for s in range(6)]
     assert first == [global_batch_indices(s, 5, 3, seed=1) for s in range(6)]

@@ -276,7 +276,8 @@ def _warp_image(image: np.ndarray, affine: np.ndarray, size: int) -> np.ndarray:
 
 
 class StageTimer:
-    """Wall-clock seconds per named stage; on CUDA the device is synchronised at both ends.
+    """Wall-clock seconds per named stage; on CUDA the device is synchronised at both ends and
+    the stage's peak of allocated GPU memory is kept too (``peak_gib``).
 
     ``barrier``: also wait for every rank of the process group at both ends, so a stage's
     seconds are those of its slowest rank.
@@ -286,6 +287,8 @@ class StageTimer:
         self.device = device
         self.barrier = barrier
         self.seconds: dict[str, float] = {}
+        self.peak_gib: dict[str, float] = {}
+        self._peak_between_stages = 0.0
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
@@ -298,14 +301,37 @@ class StageTimer:
     @contextlib.contextmanager
     def stage(self, name: str) -> Iterator[None]:
         self._sync()
+        cuda = self.device.type == "cuda"
+        if cuda:  # the process-wide peak is kept by ``peak_gpu_gib`` across these resets
+            self._peak_between_stages = max(
+                self._peak_between_stages, _max_allocated_gib(self.device)
+            )
+            torch.cuda.reset_peak_memory_stats(self.device)
         start = time.perf_counter()
         yield
         self._sync()
         self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+        if cuda:
+            peak = _max_allocated_gib(self.device)
+            self.peak_gib[name] = max(self.peak_gib.get(name, 0.0), peak)
+
+    def peak_gpu_gib(self) -> float | None:
+        """Peak allocated GPU memory (GiB) since the timer was made (None off CUDA)."""
+        if self.device.type != "cuda":
+            return None
+        return max(
+            self._peak_between_stages,
+            _max_allocated_gib(self.device),
+            *self.peak_gib.values(),
+        )
 
     @property
     def total(self) -> float:
         return sum(self.seconds.values())
+
+
+def _max_allocated_gib(device: torch.device) -> float:
+    return torch.cuda.max_memory_allocated(device) / 2**30
 
 
 def matmul_tflops(device: torch.device, dtype: torch.dtype, size: int, repeats: int) -> float:
@@ -338,11 +364,18 @@ def forward_flops(model: Any, frames: int, tokens: torch.Tensor, batch: int = 2)
             torch.ones(batch, frames, 1, size, size, **kw),
             torch.randn(batch, frames, c, size, size, **kw),
         )
+    reference = torch.randn(batch, c, size, size, **kw) if model.config.reference_concat else None
     timesteps = torch.full((batch,), 500, device=model.device, dtype=torch.long)
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
         model.predict(
-            noisy, timesteps, conditions, tokens.expand(batch, -1, -1).to(**kw), 1.0, inpaint
+            noisy,
+            timesteps,
+            conditions,
+            tokens.expand(batch, -1, -1).to(**kw),
+            1.0,
+            inpaint,
+            reference_latents=reference,
         )
     return float(counter.get_total_flops())
 
@@ -834,9 +867,7 @@ def run_bench(
         video_path = Path(video) if video is not None else work / "bench.mp4"
         fast_checks: dict = {}
         fast_run(config.frames, timer, video=video_path, checks=fast_checks)
-        peak_gpu = (
-            torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
-        )
+        peak_gpu = timer.peak_gpu_gib()
         if world > 1:
             per_rank: list[Any] = [None] * world
             own = {
@@ -898,6 +929,7 @@ def run_bench(
             "frames_per_second": config.frames / timer.total,
             "setup_seconds": {**setup.seconds, "warmup": warmup_timer.total},
             "peak_gpu_gib": peak_gpu,
+            "stages_peak_gpu_gib": dict(timer.peak_gib) or None,
             "host_peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
             "flops": {
                 "body_guided_forward_per_frame_gflop": body_flops_per_frame / 1e9,
@@ -1035,6 +1067,10 @@ def markdown_table(result: dict) -> str:
         (
             "peak GPU memory",
             "n/a" if result["peak_gpu_gib"] is None else f"{result['peak_gpu_gib']:.2f} GiB",
+        ),
+        *(
+            (f"  {stage} peak", f"{gib:.2f} GiB")
+            for stage, gib in (result.get("stages_peak_gpu_gib") or {}).items()
         ),
         ("host peak RSS", f"{result['host_peak_rss_gib']:.2f} GiB"),
         (
