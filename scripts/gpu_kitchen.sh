@@ -29,6 +29,16 @@
 #   bash scripts/gpu_kitchen.sh compare SECONDS after `refine`: cross-person renders of
 #                                              SECONDS with the old and the refined face, the
 #                                              refined held-out frames, speech renders -> $OUT
+#   bash scripts/gpu_kitchen.sh variants MINUTES NAME=OVERRIDES ...
+#                                              in the background, side by side on one GPU:
+#                                              a Setting-I body per NAME (kitchen, the preset
+#                                              plus its space-separated OVERRIDES) ->
+#                                              runs/var_NAME, each with the face model of
+#                                              runs/kitchen/face (or the carried
+#                                              runs/v3/kitchen/face)
+#   bash scripts/gpu_kitchen.sh variants-evaluate NAME ...
+#                                              wait for `variants`, then the held-out frames of
+#                                              each with and without the face pass -> $OUT
 #
 # Carried paths (ignored, never committed: derived from ../shared/data): .whl (diffusers),
 # .whl_av (PyAV, for the MP4 outputs), gpu_data/pack/{kitchen,news,talkshow} (prepared
@@ -230,8 +240,46 @@ compare)
   fi
   ls -la "$OUT"
   ;;
+variants)
+  minutes=${2:?minutes of training}
+  shift 2
+  launch=$(date +%s)
+  face=$ROOT/runs/kitchen/face
+  [ -d "$face/unet" ] || face=$PWD/runs/v3/kitchen/face
+  echo "cd $PWD; export PYTHONPATH=$PYTHONPATH PYTHONUNBUFFERED=1" > "$ROOT/variants.sh"
+  for variant in "$@"; do
+    name=${variant%%=*}
+    overrides=${variant#*=}
+    run=$ROOT/runs/var_$name
+    rm -rf "$run" && mkdir -p "$run" && ln -s "$face" "$run/face"
+    echo "python3 -m anchorgen train --preset $BODY_PRESET stage=finetune freeze_temporal=false \
+  steps=100000 ema_decay=0.998 checkpoint_every=500 sample_every=100000 log_every=50 \
+  num_workers=6 $overrides $EXTRA 'datasets=[$ROOT/data/kitchen]' \
+  time_limit_minutes=$minutes output_dir=$run/body > $ROOT/var_$name.log 2>&1 &" >> "$ROOT/variants.sh"
+  done
+  echo "wait; touch $ROOT/variants.done.$launch" >> "$ROOT/variants.sh"
+  echo "$launch" > "$ROOT/variants.launch"
+  setsid nohup bash "$ROOT/variants.sh" > "$ROOT/variants.out" 2>&1 < /dev/null &
+  echo "training $# body variants for $minutes min; logs in $ROOT/var_*.log"
+  ;;
+variants-evaluate)
+  shift
+  done_marker=$ROOT/variants.done.$(cat "$ROOT/variants.launch")
+  while ! [ -e "$done_marker" ]; do sleep 5; done
+  mkdir -p "$ROOT/variants_holdout"
+  for name in "$@"; do
+    tail -n 1 "$ROOT/runs/var_$name/body/train_log.csv"
+    for face in true false; do
+      anchorgen evaluate --model "$ROOT/runs/var_$name" --dataset "$ROOT/data/kitchen" \
+        --out "$ROOT/variants_holdout/${name}_face_$face" --render-only --frame-format jpg \
+        --overwrite --set face_enhance=$face $GENERATE_SET
+    done
+  done
+  tar -C "$ROOT" -cf - variants_holdout | split -b 15M - "$OUT/variants_holdout.tar.part-"
+  ls -la "$OUT"
+  ;;
 *)
-  sed -n '2,33p' "$0"
+  sed -n '2,43p' "$0"
   exit 2
   ;;
 esac
