@@ -85,12 +85,13 @@ class BenchConfig(BaseConfig):
     """Algorithm 1 ws (paper: 16)."""
     window_overlap: int = 4
     """Algorithm 1 os (paper: 4)."""
-    windows_per_batch: int = 4
-    """Fast path: body windows per forward pass (doubled by CFG)."""
+    windows_per_batch: int = 2
+    """Fast path: body windows per forward pass (doubled by CFG). 2 keeps the sd15 run under
+    16 GB at 3 % more time than 4 (docs/BENCHMARKS.md, fourth GPU session)."""
     face_windows_per_batch: int = 4
     """Fast path: face batches of ``window_size`` frames per forward (the face model is frame-wise)."""
-    decode_batch_size: int = 16
-    """Fast path: frames per codec decode/encode call."""
+    decode_batch_size: int = 8
+    """Fast path: frames per codec decode/encode call (sd15 at 16: a 14.0 GiB decode peak; 8: 10.4)."""
     dtype: str = "auto"
     """Fast path weights: 'auto' (bfloat16 on CUDA, float32 on a CPU), 'float32', 'bfloat16', 'float16'."""
     channels_last: bool = True
