@@ -145,6 +145,25 @@ def test_reference_concat_model_matches_plain_algorithm_1():
     torch.testing.assert_close(frames, expected, atol=1e-5, rtol=1e-5)
 
 
+def test_static_batch_shapes_pad_the_last_batch_and_change_nothing(video_model, monkeypatch):
+    """What a compiled model needs: every forward of one shape, the frames unchanged."""
+    noise = latent_noise(video_model, 10, seed=3)
+    kwargs = {"latents": noise, "window_size": 4, "window_overlap": 2, "windows_per_batch": 3}
+    expected = run(video_model, 10, **kwargs)  # windows 0-4, 2-6, 4-8, 6-10: batches 3 + 1
+    batch_sizes = []
+    predict = video_model.predict
+
+    def recording(noisy, *args, **kw):
+        batch_sizes.append(noisy.shape[0])
+        return predict(noisy, *args, **kw)
+
+    monkeypatch.setattr(video_model, "predict", recording)
+    monkeypatch.setattr(video_model, "static_batch_shapes", True)
+    frames = run(video_model, 10, **kwargs)
+    assert set(batch_sizes) == {6}  # 3 windows, CFG halves folded in
+    torch.testing.assert_close(frames, expected, atol=1e-5, rtol=1e-5)
+
+
 def test_chunked_ddim_step_equals_whole_sequence_step(video_model):
     scheduler = video_model.make_scheduler("ddim")
     scheduler.set_timesteps(4)

@@ -93,6 +93,9 @@ class StructureGuidedDiffusion(torch.nn.Module):
         self.controlnet = controlnet
         self.appearance = appearance
         self.lora_rank = 0
+        # pipelines pad every window batch to one size, so a compiled network sees one shape
+        # (``accel.optimize_model`` sets it when compiling)
+        self.static_batch_shapes = False
 
     # ----------------------------------------------------------------- properties
     @property

@@ -54,8 +54,11 @@ def optimize_model(
 
     ``compile_mode``: ``off``, ``default`` or ``reduce-overhead`` (CUDA graphs); the UNet and
     the structure branch are compiled in place (``nn.Module.compile``, so their classes and
-    the model's ``is_temporal`` are unchanged) with static shapes. The first forward of each
-    batch shape pays the compilation, so callers warm up before timing.
+    the model's ``is_temporal`` are unchanged) with static shapes, and the pipelines pad each
+    step's last, smaller batch of windows to the full size (``static_batch_shapes``), so the
+    first forward pays the only compilation; callers warm up before timing. Keep a batch's
+    clips (2 x windows with CFG) within the attention limit: a batch split into chunks adds
+    a shape.
     """
     if compile_mode not in COMPILE_MODES:
         raise ConfigError(f"compile must be one of {COMPILE_MODES}, got {compile_mode!r}")
@@ -69,6 +72,7 @@ def optimize_model(
     if compile_mode != "off":
         for part in (model.unet, model.controlnet):
             part.compile(mode=compile_mode, dynamic=False)
+        model.static_batch_shapes = True  # one graph per network: the last batch is padded
     return {
         "dtype": str(model.dtype).removeprefix("torch."),
         "channels_last": channels_last,

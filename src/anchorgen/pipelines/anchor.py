@@ -179,6 +179,10 @@ def denoise_overlapped(
     step is per frame without history, so it runs ``step_chunk`` frames at a time and
     updates ``latents`` in place (other schedulers step the whole sequence at once).
 
+    A model with ``static_batch_shapes`` (compiled) gets every batch padded to
+    ``windows_per_batch`` windows with copies of the batch's last window, whose predictions
+    are dropped: one input shape, the same result.
+
     Several processes (``torch.distributed`` initialised, e.g. under ``torchrun``): each
     rank denoises every world-size-th window (``rank_batches``), the per-frame noise sums are
     all-reduced (Algorithm 1's sum over windows is exactly an all-reduce), and every rank
@@ -202,9 +206,11 @@ def denoise_overlapped(
         dynamic_ncols=True,
     )
     noise_sum = torch.zeros_like(latents)[None]  # (1, N, C, h, w)
+    pad_to = windows_per_batch if getattr(model, "static_batch_shapes", False) else None
     for step_index, t in enumerate(timesteps):
         noise_sum.zero_()
         for batch in batches:
+            padded = batch + [batch[-1]] * (pad_to - len(batch)) if pad_to else batch
             prediction = _predict_windows(
                 model,
                 scheduler,
@@ -212,7 +218,7 @@ def denoise_overlapped(
                 conditions,
                 tokens,
                 null_tokens,
-                batch,
+                padded,
                 t,
                 guidance_scale if use_cfg else None,
                 conditioning_scale,
@@ -220,7 +226,7 @@ def denoise_overlapped(
                 reference,
                 device,
                 dtype,
-            )  # (len(batch), ws, C, h, w)
+            )[: len(batch)]  # (len(batch), ws, C, h, w): padding dropped
             for (start, stop), window_prediction in zip(batch, prediction, strict=True):
                 add_window(noise_sum, start, stop, window_prediction[None])
             bar.set_postfix(step=f"{step_index + 1}/{len(timesteps)}")
