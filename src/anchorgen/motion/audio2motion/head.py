@@ -6,8 +6,9 @@ The speech-to-motion model moves the head 3-8x less than the identity on unseen 
 do not see it, speech does not determine it, and the pretraining clips barely show it, so
 the network cannot learn it from 16 s. ``sample_head_drift`` draws it from those 16 s
 instead: a block bootstrap, segments of the identity's head track at random (seeded)
-starts joined by equal-power crossfades, so the drift has the identity's own amplitude,
-speed and coupling between roll, yaw, pitch and placement, and differs with the seed.
+starts joined by crossfades where they match, so the drift has the identity's own
+amplitude, speed and coupling between roll, yaw, pitch and placement, and differs with the
+seed.
 ``apply_head_drift`` adds it to generated motion: placement and roll to the head dims, yaw
 and pitch as a rigid rotation of the face points (the model keeps its own head motion).
 """
@@ -82,11 +83,11 @@ def sample_head_drift(
 ) -> np.ndarray:
     """(T0, C) track -> (num_frames, C): segments of it at random starts, crossfaded.
 
-    The first segment (``segment_frames``, at most half the track, so the starts vary)
-    starts at a uniformly random frame.
-    Each next one begins ``crossfade_frames`` before the previous one ends and fades in with
-    raised-cosine weights (summing to 1); of ``candidates`` random starts it takes the one
-    closest to the motion it fades into (as motion matching does), so the joins add no jerk.
+    The first segment (``segment_frames``, at most half the track, so that the starts vary)
+    starts at a uniformly random frame. Each next one begins ``crossfade_frames`` before the
+    previous one ends and fades in with raised-cosine weights (summing to 1); of
+    ``candidates`` random starts it takes the one closest to the motion it fades into (as
+    motion matching does), so the joins add no jerk.
     """
     if num_frames < 1:
         raise ValueError("num_frames must be >= 1")
