@@ -185,6 +185,12 @@ def motion(
     smooth: float = typer.Option(
         2.0, "--smooth", help="Temporal smoothing (Gaussian std, frames)."
     ),
+    head_drift: float = typer.Option(
+        1.0,
+        "--head-drift",
+        help="Scale of the head drift drawn (by --seed) from the identity's own head track "
+        "(0: the model's head only).",
+    ),
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Replace an existing output directory."
     ),
@@ -218,6 +224,7 @@ def motion(
         num_inference_steps=steps,
         guidance_scale=guidance,
         smooth_frames=smooth,
+        head_drift=head_drift,
     )
     with atomic_directory(out, overwrite=overwrite) as tmp:
         seq.save(tmp / "landmarks.npz")
@@ -228,6 +235,7 @@ def motion(
             "steps": steps,
             "guidance": guidance,
             "smooth": smooth,
+            "head_drift": head_drift,
         }
         (tmp / "motion.json").write_text(
             json.dumps({**meta, "frames": len(seq), "fps": seq.fps}, indent=1)

@@ -5,8 +5,9 @@
   -``max_lag`` .. +``max_lag`` frames; compared with the same number on the real clip.
 - Diversity: mean pairwise distance between sequences generated with different seeds, in
   shoulder-width units.
-- Gesture statistics: wrist speed distribution (shoulder widths per second) and head roll /
-  yaw-proxy standard deviations, generated vs. real.
+- Gesture statistics: wrist speed distribution (shoulder widths per second), head roll /
+  yaw-proxy / horizontal standard deviations and head roll / yaw-proxy mean speeds (per
+  second: jitter shows as speed out of proportion to the spread), generated vs. real.
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ def motion_diversity(sequences: list[LandmarkSequence]) -> float:
 
 
 def gesture_statistics(seq: LandmarkSequence) -> dict[str, np.ndarray | float]:
-    """Wrist speeds (shoulder widths / s), head roll std (rad), nose yaw-proxy std."""
+    """Wrist speeds (shoulder widths / s); head roll (rad), nose yaw-proxy and face centre x
+    (shoulder widths) stds; mean absolute roll and yaw-proxy speeds (per second)."""
     pose = seq.pose.astype(np.float64)
     width = np.nanmean(_shoulder_frame(pose)[1])
     speeds = []
@@ -81,6 +83,8 @@ def gesture_statistics(seq: LandmarkSequence) -> dict[str, np.ndarray | float]:
         "head_roll_std": float(np.nanstd(roll)),
         "head_yaw_proxy_std": float(np.nanstd(yaw_proxy)),
         "head_x_std": float(np.nanstd(centre[:, 0] / width)),
+        "head_roll_speed": float(np.nanmean(np.abs(np.diff(roll)))) * seq.fps,
+        "head_yaw_proxy_speed": float(np.nanmean(np.abs(np.diff(yaw_proxy)))) * seq.fps,
     }
 
 
@@ -104,7 +108,13 @@ def gesture_distance(generated: LandmarkSequence, real: LandmarkSequence) -> dic
         if len(r["wrist_speed"])
         else float("nan"),
     }
-    for key in ("head_roll_std", "head_yaw_proxy_std", "head_x_std"):
+    for key in (
+        "head_roll_std",
+        "head_yaw_proxy_std",
+        "head_x_std",
+        "head_roll_speed",
+        "head_yaw_proxy_speed",
+    ):
         out[f"{key}_gen"] = float(g[key])
         out[f"{key}_real"] = float(r[key])
     return out
@@ -129,6 +139,7 @@ def evaluate_audio2motion(
     num_inference_steps: int = 25,
     guidance_scale: float = 2.0,
     smooth_frames: float = 2.0,
+    head_drift: float = 1.0,
 ) -> dict:
     """All the numbers of the audio-to-motion benchmark.
 
@@ -146,6 +157,7 @@ def evaluate_audio2motion(
         "seeds": list(seeds),
         "num_inference_steps": num_inference_steps,
         "guidance_scale": guidance_scale,
+        "head_drift": head_drift,
     }
     if real_clip is not None:
         results["real_clip"] = lip_sync_score(real_clip[0], real_clip[1])
@@ -164,6 +176,7 @@ def evaluate_audio2motion(
             guidance_scale,
             progress=False,
             smooth_frames=smooth_frames,
+            head_drift=head_drift,
         )
 
     for name, waveform in drivers.items():

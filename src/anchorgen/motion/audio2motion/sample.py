@@ -22,6 +22,11 @@ from anchorgen.motion.audio import (
     num_video_frames,
     speech_envelope,
 )
+from anchorgen.motion.audio2motion.head import (
+    apply_head_drift,
+    identity_head_track,
+    sample_head_drift,
+)
 from anchorgen.motion.audio2motion.model import Audio2Motion
 from anchorgen.motion.audio2motion.representation import (
     LAYOUT,
@@ -174,14 +179,19 @@ def motion_from_features(
     guidance_scale: float = 2.0,
     progress: bool = True,
     smooth_frames: float = 2.0,
+    head_drift: float = 1.0,
 ) -> LandmarkSequence:
     """Padded (T', 2m+1, C) features -> LandmarkSequence of ``num_frames`` frames.
 
     ``gate`` (T,) in [0, 1] blends the mouth dims to the identity's closed mouth where it
     is 0 (silence); None leaves the model's mouth untouched. ``smooth_frames``: std of a
     temporal Gaussian on head, body and hands (half of it on the face), as landmark
-    trackers smooth; 0 turns it off.
+    trackers smooth; 0 turns it off. ``head_drift``: scale of the head pose drift drawn
+    (with ``seed``) from the identity's own head track and added to the model's head
+    (``anchorgen.motion.audio2motion.head``); 0 leaves the model's head alone.
     """
+    if head_drift < 0:
+        raise InputError(f"head_drift must be >= 0, got {head_drift}")
     normalised = generate_normalised(
         model, features, num_frames, seed, num_inference_steps, guidance_scale, progress
     )
@@ -203,6 +213,10 @@ def motion_from_features(
         dims = mouth_dims()
         closed = _closed_mouth(ident.clip.values, mouth_opening(identity))
         values[:, dims] = gate[:, None] * values[:, dims] + (1 - gate[:, None]) * closed
+    if head_drift > 0:  # after the gate, so a closed mouth turns with the face
+        track = identity_head_track(identity, smooth_frames)  # smoothed as the model's head
+        drift = sample_head_drift(track, num_frames, np.random.default_rng(seed))
+        values = apply_head_drift(values, head_drift * drift, ident.clip.mean_face)
     seq = decode(values, ident)
     seq.fps = fps
     return seq
@@ -234,13 +248,16 @@ def generate_motion(
     guidance_scale: float = 2.0,
     progress: bool = True,
     smooth_frames: float = 2.0,
+    head_drift: float = 1.0,
 ) -> LandmarkSequence:
     """Speech -> landmark motion of the identity, in the identity's image space.
 
     ``identity``: the identity's training landmarks (face shape, framing, unmodelled
     points). ``fps`` defaults to the identity's. Silent frames get the identity's closed
     mouth: the mouth dims are blended to it by a voice-activity gate. Different ``seed``
-    values give different head and hand motion for the same speech.
+    values give different head and hand motion for the same speech. ``head_drift`` scales
+    the head pose drift drawn from the identity's own head track (0: the model's head only;
+    see ``motion_from_features``).
     """
     if isinstance(waveform_or_path, (str, Path)):
         waveform = load_speech(waveform_or_path)
@@ -262,4 +279,5 @@ def generate_motion(
         guidance_scale,
         progress,
         smooth_frames,
+        head_drift,
     )
