@@ -20,7 +20,9 @@
 #                                              be scored with `anchorgen evaluate --renders`)
 #   bash scripts/gpu_kitchen.sh export         the identity (body + face, no checkpoints) -> $OUT
 #   bash scripts/gpu_kitchen.sh cross          60 s render driven by another person -> $OUT
-#   bash scripts/gpu_kitchen.sh speech         renders driven by unseen speech -> $OUT
+#   bash scripts/gpu_kitchen.sh speech [DIR]   renders driven by unseen speech -> $OUT; with DIR,
+#                                              each DIR/NAME/landmarks.npz (`anchorgen motion`
+#                                              run on the CPU) is rendered with DIR/NAME/NAME.wav
 #   bash scripts/gpu_kitchen.sh refine MINUTES in the background: the face model fine-tuned
 #                                              from runs/kitchen/face with the face preset's
 #                                              current recipe -> runs/kitchen_refined (body
@@ -178,6 +180,16 @@ cross)
   ls -la "$OUT"
   ;;
 speech)
+  if [ -n "${2:-}" ]; then  # motion made on the CPU machine
+    for motion in "$2"/*/landmarks.npz; do
+      name=$(basename "$(dirname "$motion")")
+      anchorgen generate --model "$ROOT/runs/kitchen" --dataset "$ROOT/data/kitchen" \
+        --motion "$motion" --audio "$(dirname "$motion")/$name.wav" --out "$OUT/$name.mp4" \
+        --set windows_per_batch=7 $GENERATE_SET
+    done
+    ls -la "$OUT"
+    exit 0
+  fi
   # the run trained beside the body (`train`), else the carried one
   speech_run=$ROOT/runs/a2m
   [ -e "$speech_run/model" ] || speech_run=$ROOT/data/speech/audio2motion
@@ -279,7 +291,7 @@ variants-evaluate)
   ls -la "$OUT"
   ;;
 *)
-  sed -n '2,43p' "$0"
+  sed -n '2,50p' "$0"
   exit 2
   ;;
 esac
