@@ -23,6 +23,7 @@
 #   bash scripts/gpu_kitchen.sh speech [DIR]   renders driven by unseen speech -> $OUT; with DIR,
 #                                              each DIR/NAME/landmarks.npz (`anchorgen motion`
 #                                              run on the CPU) is rendered with DIR/NAME/NAME.wav
+#                                              by the identity MODEL (default runs/kitchen)
 #   bash scripts/gpu_kitchen.sh refine MINUTES in the background: the face model fine-tuned
 #                                              from runs/kitchen/face with the face preset's
 #                                              current recipe -> runs/kitchen_refined (body
@@ -183,7 +184,7 @@ speech)
   if [ -n "${2:-}" ]; then  # motion made on the CPU machine
     for motion in "$2"/*/landmarks.npz; do
       name=$(basename "$(dirname "$motion")")
-      anchorgen generate --model "$ROOT/runs/kitchen" --dataset "$ROOT/data/kitchen" \
+      anchorgen generate --model "${MODEL:-$ROOT/runs/kitchen}" --dataset "$ROOT/data/kitchen" \
         --motion "$motion" --audio "$(dirname "$motion")/$name.wav" --out "$OUT/$name.mp4" \
         --set windows_per_batch=7 $GENERATE_SET
     done
@@ -291,7 +292,7 @@ variants-evaluate)
   ls -la "$OUT"
   ;;
 *)
-  sed -n '2,50p' "$0"
+  sed -n '2,51p' "$0"
   exit 2
   ;;
 esac
