@@ -186,10 +186,11 @@ def motion(
         2.0, "--smooth", help="Temporal smoothing (Gaussian std, frames)."
     ),
     head_drift: float = typer.Option(
-        1.0,
+        0.0,
         "--head-drift",
         help="Scale of the head drift drawn (by --seed) from the identity's own head track "
-        "(0: the model's head only).",
+        "(0: the model's head only; 1: the identity's head motion, but renders lose lip "
+        "sync where it rolls the head, see docs/BENCHMARKS.md).",
     ),
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Replace an existing output directory."

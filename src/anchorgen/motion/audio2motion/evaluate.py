@@ -20,6 +20,7 @@ import numpy as np
 from anchorgen.landmarks import LandmarkSequence
 from anchorgen.motion.audio import speech_envelope
 from anchorgen.motion.audio2motion.representation import _face_frame, _shoulder_frame, mouth_opening
+from anchorgen.motion.audio2motion.sample import HEAD_DRIFT_DEFAULT
 
 
 def lagged_correlation(a: np.ndarray, b: np.ndarray, max_lag: int = 2) -> tuple[float, int]:
@@ -139,7 +140,7 @@ def evaluate_audio2motion(
     num_inference_steps: int = 25,
     guidance_scale: float = 2.0,
     smooth_frames: float = 2.0,
-    head_drift: float = 1.0,
+    head_drift: float = HEAD_DRIFT_DEFAULT,
 ) -> dict:
     """All the numbers of the audio-to-motion benchmark.
 

@@ -36,6 +36,13 @@ from anchorgen.motion.audio2motion.representation import (
     mouth_opening,
 )
 
+HEAD_DRIFT_DEFAULT = 0.0
+"""Off by default: the drift gives the identity's head motion to the landmarks (1.0 measured
+within 1.2x of the identity's), but in renders of the kitchen identity the mouth stopped
+following the motion wherever the drift rolls the head past about 0.05 rad (video-level lip
+proxy 0.31 without the drift, about 0 with it; docs/BENCHMARKS.md, "Head motion"). Pass
+``head_drift=1`` (``--head-drift 1``) to turn it on."""
+
 
 def window_starts(num_frames: int, window: int, context_frames: int) -> list[int]:
     """Start frames of the windows that cover ``num_frames`` with ``context_frames`` carried."""
@@ -179,7 +186,7 @@ def motion_from_features(
     guidance_scale: float = 2.0,
     progress: bool = True,
     smooth_frames: float = 2.0,
-    head_drift: float = 1.0,
+    head_drift: float = HEAD_DRIFT_DEFAULT,
 ) -> LandmarkSequence:
     """Padded (T', 2m+1, C) features -> LandmarkSequence of ``num_frames`` frames.
 
@@ -188,7 +195,8 @@ def motion_from_features(
     temporal Gaussian on head, body and hands (half of it on the face), as landmark
     trackers smooth; 0 turns it off. ``head_drift``: scale of the head pose drift drawn
     (with ``seed``) from the identity's own head track and added to the model's head
-    (``anchorgen.motion.audio2motion.head``); 0 leaves the model's head alone.
+    (``anchorgen.motion.audio2motion.head``); 0 (the default, ``HEAD_DRIFT_DEFAULT``) leaves
+    the model's head alone.
     """
     if head_drift < 0:
         raise InputError(f"head_drift must be >= 0, got {head_drift}")
@@ -248,7 +256,7 @@ def generate_motion(
     guidance_scale: float = 2.0,
     progress: bool = True,
     smooth_frames: float = 2.0,
-    head_drift: float = 1.0,
+    head_drift: float = HEAD_DRIFT_DEFAULT,
 ) -> LandmarkSequence:
     """Speech -> landmark motion of the identity, in the identity's image space.
 
