@@ -228,7 +228,6 @@ def _track(video, fps, config, info, pool, progress):
     """
     from anchorgen.prepare.holistic import count_faces_in_frames
 
-    matte_scale = min(1.0, MATTE_MAX_SIDE / max(info.width, info.height))
     stop = info.duration if config.end is None else min(config.end, info.duration)
     count = int(np.floor((stop - config.start) * fps - 1e-9)) + 1
     check_at = np.linspace(0, count - 1, config.person_check_frames).round().astype(int)
@@ -239,7 +238,6 @@ def _track(video, fps, config, info, pool, progress):
             fps,
             (info.width, info.height),
             *_segment_times(config, fps, stop, a, b, k == len(segments) - 1),
-            matte_scale,
             [int(i - a) for i in check_at if a <= i < b],
         )
         for k, (a, b) in enumerate(segments)
@@ -259,7 +257,7 @@ def _track_segment(job, report):
     """Track one segment: (raw landmarks, uint8 mattes, frames sampled for the person check)."""
     from anchorgen.prepare.holistic import track_frames
 
-    video, fps, image_size, t0, t1, matte_scale, check_at = job
+    video, fps, image_size, t0, t1, check_at = job
     mattes: list[np.ndarray] = []
     sampled: list[np.ndarray] = []
     wanted = set(check_at)
@@ -272,12 +270,16 @@ def _track_segment(job, report):
             report(1)
 
     def keep_matte(_index: int, matte: np.ndarray) -> None:
-        small = cv2.resize(
-            matte, None, fx=matte_scale, fy=matte_scale, interpolation=cv2.INTER_AREA
-        )
-        mattes.append((np.clip(small, 0, 1) * 255).astype(np.uint8))
+        mattes.append((matte * 255).astype(np.uint8))
 
-    raw = track_frames(frames(), fps, image_size, on_matte=keep_matte, progress=False)
+    raw = track_frames(
+        frames(),
+        fps,
+        image_size,
+        on_matte=keep_matte,
+        progress=False,
+        matte_max_side=MATTE_MAX_SIDE,
+    )
     return raw, mattes, sampled
 
 
