@@ -224,10 +224,9 @@ def _track(video, fps, config, info, pool, progress):
     """Pass 1: landmarks of every frame (source pixels) and down-scaled mattes.
 
     Consecutive segments of the clip are tracked in parallel processes; each restarts
-    MediaPipe's tracker at its first frame, which the smoothing pass evens out.
+    MediaPipe's tracker at its first frame, which the smoothing pass evens out, and counts
+    the faces on its share of the sampled frames (the main process never loads MediaPipe).
     """
-    from anchorgen.prepare.holistic import count_faces_in_frames
-
     stop = info.duration if config.end is None else min(config.end, info.duration)
     count = int(np.floor((stop - config.start) * fps - 1e-9)) + 1
     check_at = np.linspace(0, count - 1, config.person_check_frames).round().astype(int)
@@ -245,7 +244,7 @@ def _track(video, fps, config, info, pool, progress):
     results = run_segments(_track_segment, jobs, count, "landmarks", progress, pool)
     raw = LandmarkSequence.concatenate([r[0] for r in results])
     mattes = [m for r in results for m in r[1]]
-    face_counts = count_faces_in_frames([f for r in results for f in r[2]])
+    face_counts = [n for r in results for n in r[2]]
     if face_counts and np.median(face_counts) > 1:
         raise InputError(
             f"{video}: {int(np.median(face_counts))} faces in view on sampled frames; anchorgen needs a clip of one person"
@@ -254,8 +253,8 @@ def _track(video, fps, config, info, pool, progress):
 
 
 def _track_segment(job, report):
-    """Track one segment: (raw landmarks, uint8 mattes, frames sampled for the person check)."""
-    from anchorgen.prepare.holistic import track_frames
+    """Track one segment: (raw landmarks, uint8 mattes, face counts on the sampled frames)."""
+    from anchorgen.prepare.holistic import count_faces_in_frames, track_frames
 
     video, fps, image_size, t0, t1, check_at = job
     mattes: list[np.ndarray] = []
@@ -280,7 +279,7 @@ def _track_segment(job, report):
         progress=False,
         matte_max_side=MATTE_MAX_SIDE,
     )
-    return raw, mattes, sampled
+    return raw, mattes, count_faces_in_frames(sampled)
 
 
 def _check_person(raw: LandmarkSequence, video) -> None:
