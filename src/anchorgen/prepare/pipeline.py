@@ -6,14 +6,21 @@ one fixed crop for the whole clip is chosen; pass 2 decodes again and writes the
 frames, condition renders, face crops, masks and mattes. Both passes work on consecutive
 segments of the clip in one shared pool of worker processes. Everything is written into a
 temporary directory that is renamed to ``--out`` only when all of it succeeded.
+
+Importing this module loads neither torch nor MediaPipe (seconds each on a 2-core
+machine): the workers load MediaPipe for pass 1 and torch (renderer) for pass 2, the
+latter while the main process smooths the landmarks between the passes, and the main
+process loads torch (through :mod:`anchorgen.io.dataset`) while the workers track.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import logging
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -25,7 +32,6 @@ from anchorgen.config import BaseConfig, require
 from anchorgen.errors import InputError
 from anchorgen.io import video as video_io
 from anchorgen.io.atomic import atomic_directory
-from anchorgen.io.dataset import SCHEMA_VERSION, DatasetMeta, frame_name, write_image
 from anchorgen.landmarks import PARTS, LandmarkSequence, transform_points
 from anchorgen.parallel import run_segments, segment_pool, split_frames
 
@@ -126,9 +132,17 @@ def prepare(
 
     workers = config.workers or os.cpu_count() or 1
     with segment_pool(workers) as pool:  # both passes share the worker processes
+        # The main process needs the dataset module (and with it torch) only at the end:
+        # it loads it while the workers track.
+        preload = threading.Thread(target=importlib.import_module, args=("anchorgen.io.dataset",))
+        if pool is not None:
+            preload.start()
         tick = time.perf_counter()
         raw, mattes = _track(video, fps, config, info, pool, progress)
         timings["track_s"] = time.perf_counter() - tick
+        if pool is not None:  # workers load the renderer while the main process smooths
+            for _ in range(workers):
+                pool.executor.submit(_load_renderer)
         num_frames = len(raw)
         _check_person(raw, video)
 
@@ -149,6 +163,10 @@ def prepare(
         condition_images = _condition_source(
             conditions_dir, smplx_params, smplx_model, num_frames, fps, config.size
         )
+        if preload.is_alive():
+            preload.join()
+        from anchorgen.io.dataset import SCHEMA_VERSION, DatasetMeta, write_image
+
         with atomic_directory(out, overwrite=overwrite) as tmp:
             for sub in ("frames", "renders", "mattes", "face/frames", "face/renders", "face/masks"):
                 (tmp / sub).mkdir(parents=True)
@@ -213,6 +231,12 @@ def prepare(
             (tmp / "report.json").write_text(json.dumps(report, indent=2))
             _contact_sheet(tmp, crop_landmarks, num_frames)
         return out
+
+
+def _load_renderer() -> None:
+    """Import what pass 2 needs (torch) in a worker that would otherwise wait."""
+    importlib.import_module("anchorgen.io.dataset")
+    importlib.import_module("anchorgen.prepare.render")
 
 
 def _segment_times(config: PrepareConfig, fps: float, stop: float, a: int, b: int, last: bool):
@@ -363,6 +387,7 @@ def _write_frames(
 def _write_segment(job, report) -> None:
     """Pass 2 for output frames a..b-1."""
     from anchorgen.geometry import compose_affines
+    from anchorgen.io.dataset import frame_name, write_image
     from anchorgen.prepare.crop import apply_crop, crop_matte
     from anchorgen.prepare.face import face_mask, warp_face
 
@@ -437,7 +462,7 @@ def rerender(root: str | Path, progress: bool = True, workers: int | None = None
 
 
 def _rerender_segment(job: tuple[Path, int, int], report) -> None:
-    from anchorgen.io.dataset import DatasetMeta
+    from anchorgen.io.dataset import DatasetMeta, frame_name, write_image
 
     root, a, b = job
     meta = DatasetMeta.load(root)
@@ -514,6 +539,8 @@ def _contact_sheet(
     root: Path, landmarks: LandmarkSequence, num_frames: int, columns: int = 6
 ) -> None:
     """Frames with landmarks overlaid, condition renders and face crops for a glance check."""
+    from anchorgen.io.dataset import frame_name, write_image
+
     picks = np.linspace(0, num_frames - 1, columns).round().astype(int)
     tile = 192
     rows = []
