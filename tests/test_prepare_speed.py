@@ -74,3 +74,39 @@ def test_passes_share_one_pool_of_worker_processes():
     with segment_pool(1) as none:
         assert none is None
         assert run_segments(_pid_and_square, [(6,)], 1, "c", False, none) == [(os.getpid(), 36)]
+
+
+def _crop_by_padding_the_frame(frame, box, out_size):
+    """The plain reference: pad the whole frame by repeating its edges, cut, area-resize."""
+    left, top, right, bottom = box.padding((frame.shape[1], frame.shape[0]))
+    padded = cv2.copyMakeBorder(frame, top, bottom, left, right, cv2.BORDER_REPLICATE)
+    region = padded[box.y0 + top :][: box.side, box.x0 + left :][:, : box.side]
+    return cv2.resize(
+        np.ascontiguousarray(region), (out_size, out_size), interpolation=cv2.INTER_AREA
+    )
+
+
+def test_edge_padded_crop_resizes_without_padding_the_frame_to_the_same_bytes():
+    """Crops that leave a portrait frame sideways (the crop skips resizing copies of the
+    edge columns) equal padding the frame and resizing it, byte for byte: boxes across one
+    or both side borders, also with rows above or below the frame, block sizes of 1 to 25
+    columns, grey and colour frames."""
+    rng = np.random.default_rng(7)
+    frame = rng.integers(0, 256, (480, 270, 3), dtype=np.uint8)
+    frame[:, :9] = rng.integers(0, 256, (480, 1, 3), dtype=np.uint8)  # flat edge, as in video
+    boxes = [
+        (CropBox(-105, 0, 480), 128),  # both sides, 15-column blocks (1920 -> 512 in small)
+        (CropBox(-200, 0, 480), 128),  # mostly the left side
+        (CropBox(-3, 10, 400), 128),  # a sliver on the left, within one block
+        (CropBox(100, -40, 400), 64),  # right side and rows above: padded strips
+        (CropBox(-150, -60, 600), 128),  # left, right, above and below
+        (CropBox(-210, 0, 800), 100),  # blocks of 8 columns
+        (CropBox(-30, 0, 300), 150),  # integer scale: blocks of 2 columns
+        (CropBox(-45, 0, 1000), 64),  # 125-column blocks, the left one across the border
+    ]
+    for box, out_size in boxes:
+        for image in (frame, frame[..., 1]):
+            got = apply_crop(image, box, out_size, pad_mode="edge")
+            expected = _crop_by_padding_the_frame(image, box, out_size)
+            assert got.shape == (out_size, out_size, *image.shape[2:]), box
+            assert np.array_equal(got, expected.reshape(got.shape)), (box, out_size, image.ndim)
