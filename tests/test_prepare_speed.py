@@ -110,3 +110,79 @@ def test_edge_padded_crop_resizes_without_padding_the_frame_to_the_same_bytes():
             expected = _crop_by_padding_the_frame(image, box, out_size)
             assert got.shape == (out_size, out_size, *image.shape[2:]), box
             assert np.array_equal(got, expected.reshape(got.shape)), (box, out_size, image.ndim)
+
+
+def test_skipping_capsule_pixels_behind_meshes_leaves_the_image_unchanged(monkeypatch):
+    """Capsules crossing a mesh plane at many depths (just in front of it, through it, just
+    behind it, far behind it) render the same with the occlusion skip as without it, and
+    the skip does remove candidate pixels."""
+    from anchorgen.prepare import render
+
+    rng = np.random.default_rng(3)
+    size = 96
+    plane = np.array([[8, 8, 40], [88, 8, 40], [88, 88, 44], [8, 88, 44]], np.float32)
+    quad = np.array([[0, 1, 2], [0, 2, 3]])
+    scenes = []
+    for _ in range(12):
+        scene = render._Scene()
+        scene.mesh(plane + rng.normal(0, 1, plane.shape).astype(np.float32), quad)
+        for _ in range(8):
+            start = rng.uniform((0, 0, 20), (size, size, 60))
+            end = start + rng.normal(0, 15, 3)
+            scene.capsule(start, end, rng.uniform(2, 12), rng.uniform(2, 12))
+        scene.sphere(
+            np.array([48.0, 48.0, 42 + rng.uniform(-1, 1) + 10]), 10.0 + rng.uniform(-0.2, 0.2)
+        )
+        scenes.append(scene)
+
+    seen = []
+    original = render._capsule_fragments
+
+    def counting(*args, **kwargs):
+        fragments = original(*args, **kwargs)
+        seen.append(len(fragments[0]))
+        return fragments
+
+    monkeypatch.setattr(render, "_capsule_fragments", counting)
+    with render._one_thread():
+        culled = [scene.render(size, size, render.SURFACE_COLOR) for scene in scenes]
+        monkeypatch.setattr(render, "_OCCLUSION_MARGIN", (np.inf, 0.0))  # skips nothing
+        plain = [scene.render(size, size, render.SURFACE_COLOR) for scene in scenes]
+    for with_skip, without in zip(culled, plain, strict=True):
+        assert np.array_equal(with_skip, without)
+    assert sum(seen[: len(scenes)]) < sum(seen[len(scenes) :])  # fewer capsule fragments kept
+
+
+def test_matte_size_keeps_the_aspect_and_never_enlarges():
+    from anchorgen.prepare.holistic import matte_size
+
+    assert matte_size((1080, 1920), 640) == (360, 640)
+    assert matte_size((1920, 1080), 640) == (640, 360)
+    assert matte_size((1000, 333), 640) == (640, 213)
+    assert matte_size((320, 240), 640) == (320, 240)
+    assert matte_size((1080, 1920), None) == (1080, 1920)
+
+
+def test_mattes_come_at_the_requested_size():
+    """The selfie-segmentation matte of a real photo, at half its size: the person is in it."""
+    from skimage import data
+
+    from anchorgen.prepare.holistic import track_frames
+
+    photo = data.astronaut()  # (512, 512, 3) one person, head and torso
+    mattes = {}
+    seq = track_frames(
+        [photo] * 2,
+        25.0,
+        (512, 512),
+        on_matte=mattes.__setitem__,
+        progress=False,
+        matte_max_side=256,
+    )
+    assert sorted(mattes) == [0, 1]
+    matte = mattes[1]
+    assert matte.shape == (256, 256) and matte.dtype == np.float32
+    assert 0 <= matte.min() and matte.max() <= 1
+    nose = seq.pose[1, 0, :2] / 2  # pose in photo pixels, matte at half size
+    assert matte[int(nose[1]), int(nose[0])] > 0.5
+    assert matte[2:20, 240:].mean() < 0.5  # top-right background
