@@ -170,6 +170,14 @@ def prepare(
         with atomic_directory(out, overwrite=overwrite) as tmp:
             for sub in ("frames", "renders", "mattes", "face/frames", "face/renders", "face/masks"):
                 (tmp / sub).mkdir(parents=True)
+            # written while the workers are still loading the renderer
+            crop_landmarks.save(tmp / "landmarks.npz")
+            crop_raw.save(tmp / "landmarks_raw.npz")
+            valid = valid_mask(box, (info.width, info.height), config.size)
+            write_image(tmp / "valid.png", valid.astype(np.uint8) * 255)
+            audio = video_io.read_audio(video, config.start, end) if info.has_audio else None
+            if audio is not None and len(audio):
+                video_io.write_wav(tmp / "audio.wav", audio)
             tick = time.perf_counter()
             face_affines = _write_frames(
                 tmp,
@@ -186,13 +194,6 @@ def prepare(
             )
             timings["write_s"] = time.perf_counter() - tick
             np.save(tmp / "face_affines.npy", face_affines)
-            crop_landmarks.save(tmp / "landmarks.npz")
-            crop_raw.save(tmp / "landmarks_raw.npz")
-            valid = valid_mask(box, (info.width, info.height), config.size)
-            write_image(tmp / "valid.png", valid.astype(np.uint8) * 255)
-            audio = video_io.read_audio(video, config.start, end) if info.has_audio else None
-            if audio is not None and len(audio):
-                video_io.write_wav(tmp / "audio.wav", audio)
             meta = DatasetMeta(
                 schema_version=SCHEMA_VERSION,
                 anchorgen_version=__version__,
