@@ -206,8 +206,8 @@ def _area_crop_edge_columns(frame: np.ndarray, box: CropBox, out_size: int) -> n
     padding are copies of the frame's first (last) column, so they all resize to the same
     q output columns: one is resized and tiled. The blocks over the frame are resized from
     a view of it, the ones across its borders from small padded strips. Same bytes as
-    padding the whole frame and resizing it, about half the work for a portrait frame in
-    a square crop. Returns (out_size, out_size[, C]).
+    padding the whole frame and resizing it, in about three quarters of the time for a
+    1080x1920 frame in a 1920 px crop. Returns (out_size, out_size[, C]).
     """
     height, width = frame.shape[:2]
     left, top, right, bottom = box.padding((width, height))

@@ -109,8 +109,8 @@ class HolisticTracker:
     """MediaPipe Holistic in video mode (tracks across frames; feed frames in order).
 
     Holistic's own segmentation output is off: it is smoothed and warped back at the full
-    frame size inside the graph, a quarter of Holistic's CPU time on a 1080x1920 frame,
-    and it does not change the landmarks; :class:`SelfieSegmenter` makes the mattes.
+    frame size inside the graph, a fifth of Holistic's CPU time on a 1080x1920 frame, and
+    turning it off does not change the landmarks; :class:`SelfieSegmenter` makes the mattes.
 
     Use as a context manager::
 

@@ -250,7 +250,8 @@ def _track(video, fps, config, info, pool, progress):
 
     Consecutive segments of the clip are tracked in parallel processes; each restarts
     MediaPipe's tracker at its first frame, which the smoothing pass evens out, and counts
-    the faces on its share of the sampled frames (the main process never loads MediaPipe).
+    the faces on its share of the sampled frames (so the main process need not load
+    MediaPipe).
     """
     stop = info.duration if config.end is None else min(config.end, info.duration)
     count = int(np.floor((stop - config.start) * fps - 1e-9)) + 1
