@@ -9,8 +9,9 @@ temporary directory that is renamed to ``--out`` only when all of it succeeded.
 
 Importing this module loads neither torch nor MediaPipe (seconds each on a 2-core
 machine): the workers load MediaPipe for pass 1 and torch (renderer) for pass 2, the
-latter while the main process smooths the landmarks between the passes, and the main
-process loads torch (through :mod:`anchorgen.io.dataset`) while the workers track.
+latter in the background as soon as their pass-1 segment is done (while the other worker
+still tracks, or the main process smooths the landmarks), and the main process loads
+torch (through :mod:`anchorgen.io.dataset`) while the workers track.
 """
 
 from __future__ import annotations
@@ -140,9 +141,6 @@ def prepare(
         tick = time.perf_counter()
         raw, mattes = _track(video, fps, config, info, pool, progress)
         timings["track_s"] = time.perf_counter() - tick
-        if pool is not None:  # workers load the renderer while the main process smooths
-            for _ in range(workers):
-                pool.executor.submit(_load_renderer)
         num_frames = len(raw)
         _check_person(raw, video)
 
@@ -235,7 +233,7 @@ def prepare(
 
 
 def _load_renderer() -> None:
-    """Import what pass 2 needs (torch) in a worker that would otherwise wait."""
+    """Import what pass 2 needs (torch), in a worker that would otherwise wait."""
     importlib.import_module("anchorgen.io.dataset")
     importlib.import_module("anchorgen.prepare.render")
 
@@ -264,6 +262,7 @@ def _track(video, fps, config, info, pool, progress):
             (info.width, info.height),
             *_segment_times(config, fps, stop, a, b, k == len(segments) - 1),
             [int(i - a) for i in check_at if a <= i < b],
+            pool is not None,
         )
         for k, (a, b) in enumerate(segments)
     ]
@@ -282,7 +281,7 @@ def _track_segment(job, report):
     """Track one segment: (raw landmarks, uint8 mattes, face counts on the sampled frames)."""
     from anchorgen.prepare.holistic import count_faces_in_frames, track_frames
 
-    video, fps, image_size, t0, t1, check_at = job
+    video, fps, image_size, t0, t1, check_at, in_worker = job
     mattes: list[np.ndarray] = []
     sampled: list[np.ndarray] = []
     wanted = set(check_at)
@@ -305,7 +304,10 @@ def _track_segment(job, report):
         progress=False,
         matte_max_side=MATTE_MAX_SIDE,
     )
-    return raw, mattes, count_faces_in_frames(sampled)
+    counts = count_faces_in_frames(sampled)
+    if in_worker:  # the worker waits for pass 2 next: load the renderer meanwhile
+        threading.Thread(target=_load_renderer, daemon=True).start()
+    return raw, mattes, counts
 
 
 def _check_person(raw: LandmarkSequence, video) -> None:
