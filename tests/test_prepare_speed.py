@@ -74,3 +74,115 @@ def test_passes_share_one_pool_of_worker_processes():
     with segment_pool(1) as none:
         assert none is None
         assert run_segments(_pid_and_square, [(6,)], 1, "c", False, none) == [(os.getpid(), 36)]
+
+
+def _crop_by_padding_the_frame(frame, box, out_size):
+    """The plain reference: pad the whole frame by repeating its edges, cut, area-resize."""
+    left, top, right, bottom = box.padding((frame.shape[1], frame.shape[0]))
+    padded = cv2.copyMakeBorder(frame, top, bottom, left, right, cv2.BORDER_REPLICATE)
+    region = padded[box.y0 + top :][: box.side, box.x0 + left :][:, : box.side]
+    return cv2.resize(
+        np.ascontiguousarray(region), (out_size, out_size), interpolation=cv2.INTER_AREA
+    )
+
+
+def test_edge_padded_crop_resizes_without_padding_the_frame_to_the_same_bytes():
+    """Crops that leave a portrait frame sideways (the crop skips resizing copies of the
+    edge columns) equal padding the frame and resizing it, byte for byte: boxes across one
+    or both side borders, also with rows above or below the frame, block sizes of 1 to 25
+    columns, grey and colour frames."""
+    rng = np.random.default_rng(7)
+    frame = rng.integers(0, 256, (480, 270, 3), dtype=np.uint8)
+    frame[:, :9] = rng.integers(0, 256, (480, 1, 3), dtype=np.uint8)  # flat edge, as in video
+    boxes = [
+        (CropBox(-105, 0, 480), 128),  # both sides, 15-column blocks (1920 -> 512 in small)
+        (CropBox(-200, 0, 480), 128),  # mostly the left side
+        (CropBox(-3, 10, 400), 128),  # a sliver on the left, within one block
+        (CropBox(100, -40, 400), 64),  # right side and rows above: padded strips
+        (CropBox(-150, -60, 600), 128),  # left, right, above and below
+        (CropBox(-210, 0, 800), 100),  # blocks of 8 columns
+        (CropBox(-30, 0, 300), 150),  # integer scale: blocks of 2 columns
+        (CropBox(-45, 0, 1000), 64),  # 125-column blocks, the left one across the border
+    ]
+    for box, out_size in boxes:
+        for image in (frame, frame[..., 1]):
+            got = apply_crop(image, box, out_size, pad_mode="edge")
+            expected = _crop_by_padding_the_frame(image, box, out_size)
+            assert got.shape == (out_size, out_size, *image.shape[2:]), box
+            assert np.array_equal(got, expected.reshape(got.shape)), (box, out_size, image.ndim)
+
+
+def test_skipping_capsule_pixels_behind_meshes_leaves_the_image_unchanged(monkeypatch):
+    """Capsules crossing a mesh plane at many depths (just in front of it, through it, just
+    behind it, far behind it) render the same with the occlusion skip as without it, and
+    the skip does remove candidate pixels."""
+    from anchorgen.prepare import render
+
+    rng = np.random.default_rng(3)
+    size = 96
+    plane = np.array([[8, 8, 40], [88, 8, 40], [88, 88, 44], [8, 88, 44]], np.float32)
+    quad = np.array([[0, 1, 2], [0, 2, 3]])
+    scenes = []
+    for _ in range(12):
+        scene = render._Scene()
+        scene.mesh(plane + rng.normal(0, 1, plane.shape).astype(np.float32), quad)
+        for _ in range(8):
+            start = rng.uniform((0, 0, 20), (size, size, 60))
+            end = start + rng.normal(0, 15, 3)
+            scene.capsule(start, end, rng.uniform(2, 12), rng.uniform(2, 12))
+        scene.sphere(
+            np.array([48.0, 48.0, 42 + rng.uniform(-1, 1) + 10]), 10.0 + rng.uniform(-0.2, 0.2)
+        )
+        scenes.append(scene)
+
+    seen = []
+    original = render._capsule_fragments
+
+    def counting(*args, **kwargs):
+        fragments = original(*args, **kwargs)
+        seen.append(len(fragments[0]))
+        return fragments
+
+    monkeypatch.setattr(render, "_capsule_fragments", counting)
+    with render._one_thread():
+        culled = [scene.render(size, size, render.SURFACE_COLOR) for scene in scenes]
+        monkeypatch.setattr(render, "_OCCLUSION_MARGIN", (np.inf, 0.0))  # skips nothing
+        plain = [scene.render(size, size, render.SURFACE_COLOR) for scene in scenes]
+    for with_skip, without in zip(culled, plain, strict=True):
+        assert np.array_equal(with_skip, without)
+    assert sum(seen[: len(scenes)]) < sum(seen[len(scenes) :])  # fewer capsule fragments kept
+
+
+def test_matte_size_keeps_the_aspect_and_never_enlarges():
+    from anchorgen.prepare.holistic import matte_size
+
+    assert matte_size((1080, 1920), 640) == (360, 640)
+    assert matte_size((1920, 1080), 640) == (640, 360)
+    assert matte_size((1000, 333), 640) == (640, 213)
+    assert matte_size((320, 240), 640) == (320, 240)
+    assert matte_size((1080, 1920), None) == (1080, 1920)
+
+
+def test_mattes_come_at_the_requested_size():
+    """The selfie-segmentation matte of a real photo, at half its size: the person is in it."""
+    from skimage import data
+
+    from anchorgen.prepare.holistic import track_frames
+
+    photo = data.astronaut()  # (512, 512, 3) one person, head and torso
+    mattes = {}
+    seq = track_frames(
+        [photo] * 2,
+        25.0,
+        (512, 512),
+        on_matte=mattes.__setitem__,
+        progress=False,
+        matte_max_side=256,
+    )
+    assert sorted(mattes) == [0, 1]
+    matte = mattes[1]
+    assert matte.shape == (256, 256) and matte.dtype == np.float32
+    assert 0 <= matte.min() and matte.max() <= 1
+    nose = seq.pose[1, 0, :2] / 2  # pose in photo pixels, matte at half size
+    assert matte[int(nose[1]), int(nose[0])] > 0.5
+    assert matte[2:20, 240:].mean() < 0.5  # top-right background

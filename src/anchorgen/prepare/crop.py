@@ -8,6 +8,7 @@ pixel-centre convention with :func:`pixel_center_affine`.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import cv2
 import numpy as np
@@ -152,6 +153,8 @@ def apply_crop(
 
     Equivalent to warping with ``box.affine(out_size)``; done as pad + ``cv2.resize`` so
     that downscaling is area-averaged (no aliasing). Returns (out_size, out_size, C).
+    Edge padding to the left or right is resized without being built (see
+    :func:`_area_crop_edge_columns`; same bytes).
     """
     if pad_mode not in PAD_MODES:
         raise InputError(f"pad_mode must be one of {sorted(PAD_MODES)}, got {pad_mode!r}")
@@ -163,6 +166,9 @@ def apply_crop(
     ]
     if region.size == 0:
         raise InputError(f"crop {box} does not overlap the {width}x{height} frame")
+    if pad_mode == "edge" and (left or right) and _column_blocks(box.side, out_size):
+        out = _area_crop_edge_columns(frame, box, out_size)
+        return out.reshape(out_size, out_size, *frame.shape[2:])
     if left or top or right or bottom:
         # pad from the whole frame so reflections use the frame's own border pixels
         padded = cv2.copyMakeBorder(frame, top, bottom, left, right, PAD_MODES[pad_mode], value=0)
@@ -173,6 +179,71 @@ def apply_crop(
         np.ascontiguousarray(region), (out_size, out_size), interpolation=interpolation
     )
     return out.reshape(out_size, out_size, *frame.shape[2:])
+
+
+def _column_blocks(side: int, out_size: int) -> tuple[int, int] | None:
+    """(p, q): every p source columns of a ``side`` -> ``out_size`` area resize make q output
+    columns computed from those p alone, with the same weights for every block, or None.
+
+    OpenCV's area resize weighs source column x for output column u by the overlap of
+    [u s, (u + 1) s) with [x, x + 1), s = side / out_size as a double; with s = p / q exact
+    in binary (q a power of two) and out_size < side, blocks of p columns starting at
+    multiples of p are resized alike wherever they lie.
+    """
+    if out_size >= side:
+        return None
+    g = math.gcd(side, out_size)
+    p, q = side // g, out_size // g
+    if q & (q - 1) or 1.0 / (out_size / side) != side / out_size or g < 2:
+        return None
+    return p, q
+
+
+def _area_crop_edge_columns(frame: np.ndarray, box: CropBox, out_size: int) -> np.ndarray:
+    """:func:`apply_crop` with edge padding (``cv2.INTER_AREA``), without padding the frame.
+
+    Blocks of p box columns (:func:`_column_blocks`) that lie wholly in the left (right)
+    padding are copies of the frame's first (last) column, so they all resize to the same
+    q output columns: one is resized and tiled. The blocks over the frame are resized from
+    a view of it, the ones across its borders from small padded strips. Same bytes as
+    padding the whole frame and resizing it, in about three quarters of the time for a
+    1080x1920 frame in a 1920 px crop. Returns (out_size, out_size[, C]).
+    """
+    height, width = frame.shape[:2]
+    left, top, right, bottom = box.padding((width, height))
+    p, q = _column_blocks(box.side, out_size)  # type: ignore[misc]
+    rows = frame[max(0, box.y0) : min(height, box.y0 + box.side)]
+
+    def resized(c0: int, c1: int) -> np.ndarray:
+        """Box columns [c0, c1) (whole blocks), padded by repeating the frame's edges."""
+        x0, x1 = box.x0 + c0, box.x0 + c1
+        lo = min(max(x0, 0), width - 1)
+        hi = max(min(x1, width), lo + 1)
+        strip = rows[:, lo:hi]
+        pad_left = max(0, min(lo - x0, (c1 - c0) - (hi - lo)))
+        pad_right = (c1 - c0) - (hi - lo) - pad_left
+        if top or bottom or pad_left or pad_right:
+            strip = cv2.copyMakeBorder(strip, top, bottom, pad_left, pad_right, PAD_MODES["edge"])
+        return cv2.resize(strip, ((c1 - c0) // p * q, out_size), interpolation=cv2.INTER_AREA)
+
+    def tiled(block: np.ndarray, count: int) -> np.ndarray:
+        return np.tile(block, (1, count) + (1,) * (block.ndim - 2))
+
+    n_left, n_right = left // p, right // p  # blocks of padding only
+    c0, c1 = n_left * p, box.side - n_right * p  # the blocks over the frame
+    pieces = [tiled(resized(0, p), n_left)] if n_left else []
+    ends = []
+    if box.x0 + c0 < 0:  # a block across the left border
+        pieces.append(resized(c0, c0 + p))
+        c0 += p
+    if box.x0 + c1 > width and c1 > c0:  # a block across the right border
+        ends.append(resized(c1 - p, c1))
+        c1 -= p
+    if c1 > c0:
+        pieces.append(resized(c0, c1))
+    if n_right:
+        ends.append(tiled(resized(box.side - p, box.side), n_right))
+    return np.hstack(pieces + ends)
 
 
 def crop_matte(

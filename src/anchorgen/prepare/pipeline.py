@@ -6,14 +6,22 @@ one fixed crop for the whole clip is chosen; pass 2 decodes again and writes the
 frames, condition renders, face crops, masks and mattes. Both passes work on consecutive
 segments of the clip in one shared pool of worker processes. Everything is written into a
 temporary directory that is renamed to ``--out`` only when all of it succeeded.
+
+Importing this module loads neither torch nor MediaPipe (seconds each on a 2-core
+machine): the workers load MediaPipe for pass 1 and torch (renderer) for pass 2, the
+latter in the background as soon as their pass-1 segment is done (while the other worker
+still tracks, or the main process smooths the landmarks), and the main process loads
+torch (through :mod:`anchorgen.io.dataset`) while the workers track.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import logging
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -25,7 +33,6 @@ from anchorgen.config import BaseConfig, require
 from anchorgen.errors import InputError
 from anchorgen.io import video as video_io
 from anchorgen.io.atomic import atomic_directory
-from anchorgen.io.dataset import SCHEMA_VERSION, DatasetMeta, frame_name, write_image
 from anchorgen.landmarks import PARTS, LandmarkSequence, transform_points
 from anchorgen.parallel import run_segments, segment_pool, split_frames
 
@@ -126,6 +133,11 @@ def prepare(
 
     workers = config.workers or os.cpu_count() or 1
     with segment_pool(workers) as pool:  # both passes share the worker processes
+        # The main process needs the dataset module (and with it torch) only at the end:
+        # it loads it while the workers track.
+        preload = threading.Thread(target=importlib.import_module, args=("anchorgen.io.dataset",))
+        if pool is not None:
+            preload.start()
         tick = time.perf_counter()
         raw, mattes = _track(video, fps, config, info, pool, progress)
         timings["track_s"] = time.perf_counter() - tick
@@ -149,9 +161,21 @@ def prepare(
         condition_images = _condition_source(
             conditions_dir, smplx_params, smplx_model, num_frames, fps, config.size
         )
+        if preload.is_alive():
+            preload.join()
+        from anchorgen.io.dataset import SCHEMA_VERSION, DatasetMeta, write_image
+
         with atomic_directory(out, overwrite=overwrite) as tmp:
             for sub in ("frames", "renders", "mattes", "face/frames", "face/renders", "face/masks"):
                 (tmp / sub).mkdir(parents=True)
+            # written while the workers are still loading the renderer
+            crop_landmarks.save(tmp / "landmarks.npz")
+            crop_raw.save(tmp / "landmarks_raw.npz")
+            valid = valid_mask(box, (info.width, info.height), config.size)
+            write_image(tmp / "valid.png", valid.astype(np.uint8) * 255)
+            audio = video_io.read_audio(video, config.start, end) if info.has_audio else None
+            if audio is not None and len(audio):
+                video_io.write_wav(tmp / "audio.wav", audio)
             tick = time.perf_counter()
             face_affines = _write_frames(
                 tmp,
@@ -168,13 +192,6 @@ def prepare(
             )
             timings["write_s"] = time.perf_counter() - tick
             np.save(tmp / "face_affines.npy", face_affines)
-            crop_landmarks.save(tmp / "landmarks.npz")
-            crop_raw.save(tmp / "landmarks_raw.npz")
-            valid = valid_mask(box, (info.width, info.height), config.size)
-            write_image(tmp / "valid.png", valid.astype(np.uint8) * 255)
-            audio = video_io.read_audio(video, config.start, end) if info.has_audio else None
-            if audio is not None and len(audio):
-                video_io.write_wav(tmp / "audio.wav", audio)
             meta = DatasetMeta(
                 schema_version=SCHEMA_VERSION,
                 anchorgen_version=__version__,
@@ -215,6 +232,12 @@ def prepare(
         return out
 
 
+def _load_renderer() -> None:
+    """Import what pass 2 needs (torch), in a worker that would otherwise wait."""
+    importlib.import_module("anchorgen.io.dataset")
+    importlib.import_module("anchorgen.prepare.render")
+
+
 def _segment_times(config: PrepareConfig, fps: float, stop: float, a: int, b: int, last: bool):
     """Start and end seconds that make ``iter_frames`` yield exactly output frames a..b-1."""
     return config.start + a / fps, stop if last else config.start + (b - 0.5) / fps
@@ -224,11 +247,10 @@ def _track(video, fps, config, info, pool, progress):
     """Pass 1: landmarks of every frame (source pixels) and down-scaled mattes.
 
     Consecutive segments of the clip are tracked in parallel processes; each restarts
-    MediaPipe's tracker at its first frame, which the smoothing pass evens out.
+    MediaPipe's tracker at its first frame, which the smoothing pass evens out, and counts
+    the faces on its share of the sampled frames (so the main process need not load
+    MediaPipe).
     """
-    from anchorgen.prepare.holistic import count_faces_in_frames
-
-    matte_scale = min(1.0, MATTE_MAX_SIDE / max(info.width, info.height))
     stop = info.duration if config.end is None else min(config.end, info.duration)
     count = int(np.floor((stop - config.start) * fps - 1e-9)) + 1
     check_at = np.linspace(0, count - 1, config.person_check_frames).round().astype(int)
@@ -239,15 +261,15 @@ def _track(video, fps, config, info, pool, progress):
             fps,
             (info.width, info.height),
             *_segment_times(config, fps, stop, a, b, k == len(segments) - 1),
-            matte_scale,
             [int(i - a) for i in check_at if a <= i < b],
+            pool is not None,
         )
         for k, (a, b) in enumerate(segments)
     ]
     results = run_segments(_track_segment, jobs, count, "landmarks", progress, pool)
     raw = LandmarkSequence.concatenate([r[0] for r in results])
     mattes = [m for r in results for m in r[1]]
-    face_counts = count_faces_in_frames([f for r in results for f in r[2]])
+    face_counts = [n for r in results for n in r[2]]
     if face_counts and np.median(face_counts) > 1:
         raise InputError(
             f"{video}: {int(np.median(face_counts))} faces in view on sampled frames; anchorgen needs a clip of one person"
@@ -256,10 +278,10 @@ def _track(video, fps, config, info, pool, progress):
 
 
 def _track_segment(job, report):
-    """Track one segment: (raw landmarks, uint8 mattes, frames sampled for the person check)."""
-    from anchorgen.prepare.holistic import track_frames
+    """Track one segment: (raw landmarks, uint8 mattes, face counts on the sampled frames)."""
+    from anchorgen.prepare.holistic import count_faces_in_frames, track_frames
 
-    video, fps, image_size, t0, t1, matte_scale, check_at = job
+    video, fps, image_size, t0, t1, check_at, in_worker = job
     mattes: list[np.ndarray] = []
     sampled: list[np.ndarray] = []
     wanted = set(check_at)
@@ -272,13 +294,20 @@ def _track_segment(job, report):
             report(1)
 
     def keep_matte(_index: int, matte: np.ndarray) -> None:
-        small = cv2.resize(
-            matte, None, fx=matte_scale, fy=matte_scale, interpolation=cv2.INTER_AREA
-        )
-        mattes.append((np.clip(small, 0, 1) * 255).astype(np.uint8))
+        mattes.append((matte * 255).astype(np.uint8))
 
-    raw = track_frames(frames(), fps, image_size, on_matte=keep_matte, progress=False)
-    return raw, mattes, sampled
+    raw = track_frames(
+        frames(),
+        fps,
+        image_size,
+        on_matte=keep_matte,
+        progress=False,
+        matte_max_side=MATTE_MAX_SIDE,
+    )
+    counts = count_faces_in_frames(sampled)
+    if in_worker:  # the worker waits for pass 2 next: load the renderer meanwhile
+        threading.Thread(target=_load_renderer, daemon=True).start()
+    return raw, mattes, counts
 
 
 def _check_person(raw: LandmarkSequence, video) -> None:
@@ -362,6 +391,7 @@ def _write_frames(
 def _write_segment(job, report) -> None:
     """Pass 2 for output frames a..b-1."""
     from anchorgen.geometry import compose_affines
+    from anchorgen.io.dataset import frame_name, write_image
     from anchorgen.prepare.crop import apply_crop, crop_matte
     from anchorgen.prepare.face import face_mask, warp_face
 
@@ -436,7 +466,7 @@ def rerender(root: str | Path, progress: bool = True, workers: int | None = None
 
 
 def _rerender_segment(job: tuple[Path, int, int], report) -> None:
-    from anchorgen.io.dataset import DatasetMeta
+    from anchorgen.io.dataset import DatasetMeta, frame_name, write_image
 
     root, a, b = job
     meta = DatasetMeta.load(root)
@@ -513,6 +543,8 @@ def _contact_sheet(
     root: Path, landmarks: LandmarkSequence, num_frames: int, columns: int = 6
 ) -> None:
     """Frames with landmarks overlaid, condition renders and face crops for a glance check."""
+    from anchorgen.io.dataset import frame_name, write_image
+
     picks = np.linspace(0, num_frames - 1, columns).round().astype(int)
     tile = 192
     rows = []

@@ -52,6 +52,10 @@ MOUTH_ALBEDO = 0.2
 
 _CHUNK_FRAGMENTS = 1 << 20
 """Candidate pixels rasterised at once (bounds memory for large or many primitives)."""
+_OCCLUSION_MARGIN = (0.5, 1e-3)
+"""(pixels, fraction of |depth|): how far behind a nearer surface a capsule's nearest
+possible point must lie before its candidate pixels are skipped unshaded; far above the
+float32 error of the depths, so the skipped pixels are ones the z-test would reject."""
 _MIN_VISIBILITY = 0.5
 """Leg bones are drawn only when MediaPipe sees both their ends at least this well."""
 
@@ -584,7 +588,12 @@ def rasterize_capsules(
 
 
 def _capsule_fragments(
-    start: np.ndarray, end: np.ndarray, radius: np.ndarray, height: int, width: int
+    start: np.ndarray,
+    end: np.ndarray,
+    radius: np.ndarray,
+    height: int,
+    width: int,
+    occluder: torch.Tensor | None = None,
 ) -> _Fragments:
     """:func:`rasterize_capsules` on validated input (radius (K, 2)), one fragment per
     covered pixel.
@@ -592,6 +601,13 @@ def _capsule_fragments(
     Quilez's round-cone quadratic is used divided through by |b - a|^2 (unit axis u,
     rr' = (ra - rb) / |b - a|): its terms are then squared pixel distances, which float32
     differences accurately.
+
+    ``occluder`` ((H * W,) depth, inf where empty) is a surface drawn with these capsules
+    that wins depth ties (the meshes of a scene): candidate pixels where a capsule's
+    nearest possible point, min(a_z - r_a, b_z - r_b) (a round cone is the convex hull of
+    its end spheres), lies behind it by more than :data:`_OCCLUSION_MARGIN` are skipped
+    before the ray is solved. Such a pixel can only lose the z-test, so the image does not
+    change; only the returned capsule fragments behind the occluder may differ.
     """
     keep = np.isfinite(start).all(1) & np.isfinite(end).all(1) & (radius > 0).all(1)
     if not keep.any():
@@ -612,8 +628,17 @@ def _capsule_fragments(
     table = torch.stack(
         [*a.T, *(b - a).T, *u.T, ra, rb, slope, d2 * length, d2, torch.where(cone_ok, k2, 1.0)]
     )
+    if occluder is not None:
+        nearest = torch.minimum(a[:, 2] - ra, b[:, 2] - rb)  # (K,) nearest depth of each cone
+        pixels, relative = _OCCLUSION_MARGIN
+        cull_beyond = nearest - pixels - relative * nearest.abs()
     parts = []
     for ids, px, py in _cone_fragments(a, b, torch.maximum(ra, rb), height, width):
+        if occluder is not None:
+            seen = cull_beyond.index_select(0, ids) <= occluder.index_select(0, py * width + px)
+            ids, px, py = ids[seen], px[seen], py[seen]
+            if not len(ids):
+                continue
         ax, ay, az, bax, bay, baz, ux, uy, uz, ra_i, rb_i, slope_i, y_max, d2_i, k2_i = (
             table.index_select(1, ids)
         )
@@ -717,14 +742,28 @@ class _Scene:
 
     def render(self, height: int, width: int, color: tuple[float, float, float]) -> np.ndarray:
         """Nearest surface over all primitives, shaded -> (H, W, 3) uint8."""
+        meshes = []
+        for vertices, faces, albedo in self.meshes:
+            fragments = _mesh_fragments(*_check_mesh(vertices, faces), height, width)
+            meshes.append((*fragments, torch.full((len(fragments[0]),), albedo)))
         groups = []
         if self.cones:
             cones = np.stack(self.cones)  # (K, 8)
-            fragments = _capsule_fragments(cones[:, :3], cones[:, 3:6], cones[:, 6:], height, width)
+            # Capsules come first in the z-test, so meshes win depth ties: capsule pixels
+            # hidden behind a mesh are skipped (the head sphere behind the face mesh).
+            occluder = torch.full((height * width,), torch.inf)
+            for pixel, depth, *_ in meshes:
+                occluder.scatter_reduce_(0, pixel, depth, "amin")
+            fragments = _capsule_fragments(
+                cones[:, :3],
+                cones[:, 3:6],
+                cones[:, 6:],
+                height,
+                width,
+                occluder if meshes else None,
+            )
             groups.append((*fragments, torch.ones(len(fragments[0]))))
-        for vertices, faces, albedo in self.meshes:
-            fragments = _mesh_fragments(*_check_mesh(vertices, faces), height, width)
-            groups.append((*fragments, torch.full((len(fragments[0]),), albedo)))
+        groups += meshes
         image = torch.zeros(height * width, 3, dtype=torch.uint8)
         if groups:
             pixel, _, normal, albedo = _nearest_of(groups)
