@@ -59,6 +59,8 @@ OUT=${OUT:-$ROOT/out}
 source scripts/gpu_env.sh
 mkdir -p "$ROOT/data" "$ROOT/runs" "$OUT"
 anchorgen() { python3 -m anchorgen "$@"; }
+# every training run here: time-limited (steps only bounds it), EMA, checkpoints to resume
+RUN_OPTIONS="steps=100000 ema_decay=0.998 checkpoint_every=500 sample_every=100000 log_every=50"
 driver_motion() {  # the carried cross-person motion, copied into $ROOT/data if not there yet
   [ -e "$ROOT/data/talkshow_60s.npz" ] || cp gpu_data/pack/talkshow_60s.npz "$ROOT/data/"
 }
@@ -96,11 +98,10 @@ train)
   train_face=${TRAIN_FACE:-1}  # TRAIN_FACE=0: retry the bodies only, keeping a trained face
   launch=$(date +%s)
   rm -rf "$ROOT/runs/stage1" "$ROOT/runs/kitchen/body" "$ROOT/runs/setting1"  # fresh bodies
-  common="steps=100000 ema_decay=0.998 checkpoint_every=500 sample_every=100000 log_every=50"
   # the preset's batch of 8 clips: at 16 the motion modules' attention batch (16 x 64 x 64)
   # passed the fused kernels' 65,535 limit (BENCHMARKS.md); predict() now splits such
   # batches, which would only halve their speed
-  body="$common num_workers=6 $EXTRA"
+  body="$RUN_OPTIONS num_workers=6 $EXTRA"
   cat > "$ROOT/train.sh" <<EOF
 set -x
 cd $PWD
@@ -115,7 +116,7 @@ python3 -m anchorgen train --preset $BODY_PRESET stage=finetune freeze_temporal=
   "datasets=[$ROOT/data/kitchen]" time_limit_minutes=$total \
   output_dir=$ROOT/runs/setting1/body > $ROOT/setting1.log 2>&1 &
 if [ "$train_face" = 1 ]; then
-  python3 -m anchorgen train --preset $FACE_PRESET $common num_workers=3 $EXTRA \
+  python3 -m anchorgen train --preset $FACE_PRESET $RUN_OPTIONS num_workers=3 $EXTRA \
     "datasets=[$ROOT/data/kitchen]" time_limit_minutes=$total \
     output_dir=$ROOT/runs/kitchen/face > $ROOT/face.log 2>&1 &
 fi
@@ -266,8 +267,7 @@ variants)
     run=$ROOT/runs/var_$name
     rm -rf "$run" && mkdir -p "$run" && ln -s "$face" "$run/face"
     echo "python3 -m anchorgen train --preset $BODY_PRESET stage=finetune freeze_temporal=false \
-  steps=100000 ema_decay=0.998 checkpoint_every=500 sample_every=100000 log_every=50 \
-  num_workers=6 $overrides $EXTRA 'datasets=[$ROOT/data/kitchen]' \
+  $RUN_OPTIONS num_workers=6 $overrides $EXTRA 'datasets=[$ROOT/data/kitchen]' \
   time_limit_minutes=$minutes output_dir=$run/body > $ROOT/var_$name.log 2>&1 &" >> "$ROOT/variants.sh"
   done
   echo "wait; touch $ROOT/variants.done.$launch" >> "$ROOT/variants.sh"

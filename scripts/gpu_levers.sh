@@ -21,19 +21,9 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2> /dev/null
 for run in "$@"; do
   head=${run%%=*}
   options=${run#*=}
-  name=${head%%:*}
-  limit=${head#*:}
-  left=$((budget - SECONDS))
-  [ "$left" -lt "$limit" ] && limit=$left
-  if [ "$limit" -lt 40 ]; then
-    echo "$name: skipped, $left s of the budget left"
-    continue
-  fi
-  start=$SECONDS
   # shellcheck disable=SC2086  # the options are words on purpose
-  timeout -k 10 "$limit" python3 -m anchorgen bench --reference-frames 0 $options \
-    --out "$OUT/levers/$name.json" > "$OUT/levers/$name.log" 2>&1
-  echo "$name: exit $? after $((SECONDS - start)) s (limit $limit s): $options"
+  budget_step "${head#*:}" "$OUT/levers/${head%%:*}.log" python3 -m anchorgen bench \
+    --reference-frames 0 $options --out "$OUT/levers/${head%%:*}.json"
 done
 python3 - "$OUT/levers" << 'EOF'
 import json, sys

@@ -36,36 +36,16 @@ two_gpus=(env "OMP_NUM_THREADS=$((cores / 2))" python3 -m torch.distributed.run 
 two_gpus_accelerate=(env "OMP_NUM_THREADS=$((cores / 2))" python3 -m accelerate.commands.launch
   --multi_gpu --num_processes 2 --num_machines 1 --mixed_precision bf16 --dynamo_backend no)
 
-step() {  # step LIMIT_S NAME COMMAND...: run COMMAND, output in $OUT/NAME.log
-  local limit=$1 name=$2
-  shift 2
-  local left=$((budget - SECONDS))
-  [ "$left" -lt "$limit" ] && limit=$left
-  if [ "$limit" -lt 40 ]; then
-    echo "$name: skipped, $left s of the budget left"
-    return
-  fi
-  local start=$SECONDS
-  timeout -k 10 "$limit" "$@" > "$OUT/$name.log" 2>&1
-  local code=$?
-  echo "$name: exit $code after $((SECONDS - start)) s (limit $limit s)"
-  if [ "$code" -ge 124 ]; then  # timed out: no rank of it may run on into the next step
-    local pids
-    pids=$(nvidia-smi --query-compute-apps=pid --format=csv,noheader 2> /dev/null)
-    [ -n "$pids" ] && kill -9 $pids 2> /dev/null
-    sleep 2
-  fi
-}
 bench() {  # bench PRESET NAME LIMIT_1_GPU LIMIT_2_GPUS
   local args=(-m anchorgen bench --preset "$1" --frames 300 --reference-frames 0 "${bench_extra[@]}")
-  step "$3" "bench_$2_1gpu" "${one_gpu[@]}" "${args[@]}" --out "$OUT/bench_$2_1gpu.json"
-  step "$4" "bench_$2_2gpu" "${two_gpus[@]}" "${args[@]}" --out "$OUT/bench_$2_2gpu.json"
+  budget_step "$3" "$OUT/bench_$2_1gpu.log" "${one_gpu[@]}" "${args[@]}" --out "$OUT/bench_$2_1gpu.json"
+  budget_step "$4" "$OUT/bench_$2_2gpu.log" "${two_gpus[@]}" "${args[@]}" --out "$OUT/bench_$2_2gpu.json"
 }
 train() {  # train N LAUNCHER...: the body for train_seconds -> $OUT/train_Ngpu.csv
   # stage 1 (pretrain): every weight trains, so data parallelism all-reduces the whole model
   local n=$1 run=$ROOT/train_${1}gpu
   shift
-  step $((train_seconds + 60)) "train_${n}gpu" "$@" -m anchorgen train --preset "$TRAIN_PRESET" \
+  budget_step $((train_seconds + 60)) "$OUT/train_${n}gpu.log" "$@" -m anchorgen train --preset "$TRAIN_PRESET" \
     stage=pretrain "datasets=[$DATA]" "output_dir=$run" steps=1000000 \
     "time_limit_minutes=$(python3 -c "print($train_seconds / 60)")" log_every=10 \
     checkpoint_every=1000000 sample_every=0 num_workers=6

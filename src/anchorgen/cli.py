@@ -185,12 +185,12 @@ def motion(
     smooth: float = typer.Option(
         2.0, "--smooth", help="Temporal smoothing (Gaussian std, frames)."
     ),
-    head_drift: float = typer.Option(
-        0.0,
+    head_drift: float | None = typer.Option(
+        None,
         "--head-drift",
         help="Scale of the head drift drawn (by --seed) from the identity's own head track "
-        "(0: the model's head only; 1: the identity's head motion, but renders lose lip "
-        "sync where it rolls the head, see docs/BENCHMARKS.md).",
+        "(default 0: the model's head only; 1: the identity's head motion, but renders lose "
+        "lip sync where it rolls the head, see docs/BENCHMARKS.md).",
     ),
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Replace an existing output directory."
@@ -214,6 +214,10 @@ def motion(
 
     from anchorgen.io.atomic import atomic_directory
     from anchorgen.motion.audio2motion import generate_motion, load_run
+    from anchorgen.motion.audio2motion.sample import HEAD_DRIFT_DEFAULT
+
+    if head_drift is None:
+        head_drift = HEAD_DRIFT_DEFAULT
 
     net, identity = load_run(model)
     seq = generate_motion(

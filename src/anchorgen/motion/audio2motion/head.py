@@ -20,6 +20,7 @@ from scipy.ndimage import gaussian_filter1d
 from scipy.spatial.transform import Rotation
 
 from anchorgen.errors import InputError
+from anchorgen.geometry import umeyama
 from anchorgen.landmarks import LandmarkSequence
 from anchorgen.motion.audio2motion.representation import (
     EYE_OUTER,
@@ -33,19 +34,6 @@ from anchorgen.motion.audio2motion.representation import (
 HEAD_TRACK_DIMS = 7
 """Head x, y, log size, roll (the ``head`` dims) and the face's rotation vector (3)."""
 _EYES = (FACE_POINTS.index(EYE_OUTER[0]), FACE_POINTS.index(EYE_OUTER[1]))
-
-
-def rigid_rotations(points: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """(T, N, 3) point sets, (N, 3) reference -> (T, 3, 3) rotations R with points ~ s R reference.
-
-    Kabsch on centred points: R = U diag(1, 1, det) V^T from the SVD of sum x y^T.
-    """
-    x = points - points.mean(axis=1, keepdims=True)
-    y = reference - reference.mean(axis=0)
-    u, _, vt = np.linalg.svd(np.einsum("tni,nj->tij", x, y))
-    d = np.sign(np.linalg.det(u @ vt))
-    u[:, :, 2] *= d[:, None]
-    return u @ vt
 
 
 def identity_head_track(identity: LandmarkSequence, smooth_frames: float = 2.0) -> np.ndarray:
@@ -62,7 +50,9 @@ def identity_head_track(identity: LandmarkSequence, smooth_frames: float = 2.0) 
     if ok.sum() < 2:
         raise InputError("the identity shows its face and shoulders in fewer than 2 frames")
     local = face_local(identity.face[ok].astype(np.float64))
-    rotvec = Rotation.from_matrix(rigid_rotations(local, clip.mean_face)).as_rotvec()
+    reference = np.broadcast_to(clip.mean_face, local.shape)  # (T, N, 3)
+    _, rotations, _ = umeyama(reference, local)  # local ~ s R mean_face + t
+    rotvec = Rotation.from_matrix(rotations).as_rotvec()
     valid = np.concatenate([clip.values[ok][:, LAYOUT["head"]], rotvec], axis=1)
     frames = np.arange(len(ok))
     track = np.stack(

@@ -40,7 +40,8 @@ HEAD_DRIFT_DEFAULT = 0.0
 """Off by default: the drift gives the identity's head motion to the landmarks (1.0 measured
 within 1.2x of the identity's), but in renders of the kitchen identity the mouth stopped
 following the motion wherever the drift rolls the head past about 0.05 rad (video-level lip
-proxy 0.31 without the drift, about 0 with it; docs/BENCHMARKS.md, "Head motion"). Pass
+proxy -0.004 / 0.060 on the radio / talkshow renders with it, 0.31 on the third session's
+radio render without it; docs/BENCHMARKS.md, end of "Speech to motion"). Pass
 ``head_drift=1`` (``--head-drift 1``) to turn it on."""
 
 
