@@ -33,15 +33,18 @@
 #                                              SECONDS with the old and the refined face, the
 #                                              refined held-out frames, speech renders -> $OUT
 #   bash scripts/gpu_kitchen.sh variants MINUTES NAME=OVERRIDES ...
-#                                              in the background, side by side on one GPU:
-#                                              a Setting-I body per NAME (kitchen, the preset
-#                                              plus its space-separated OVERRIDES) ->
-#                                              runs/var_NAME, each with the face model of
-#                                              runs/kitchen/face (or the carried
-#                                              runs/v3/kitchen/face)
+#                                              in the background: a Setting-I body per NAME
+#                                              (kitchen, the preset plus its space-separated
+#                                              OVERRIDES) -> runs/var_NAME, each with the face
+#                                              model of runs/kitchen/face (or the carried
+#                                              runs/v3/kitchen/face); side by side on one GPU, or
+#                                              one per GPU of VARIANT_GPUS (e.g. "0 1 2")
 #   bash scripts/gpu_kitchen.sh variants-evaluate NAME ...
 #                                              wait for `variants`, then the held-out frames of
-#                                              each with and without the face pass -> $OUT
+#                                              each with and without the face pass, and with the
+#                                              face pass at each guidance scale of GUIDANCE
+#                                              (e.g. "1.5 2.5"), each variant on its training
+#                                              GPU -> $OUT
 #
 # Carried paths (ignored, never committed: derived from ../shared/data): .whl (diffusers),
 # .whl_av (PyAV, for the MP4 outputs), gpu_data/pack/{kitchen,news,talkshow} (prepared
@@ -260,39 +263,56 @@ variants)
   launch=$(date +%s)
   face=$ROOT/runs/kitchen/face
   [ -d "$face/unet" ] || face=$PWD/runs/v3/kitchen/face
+  read -r -a gpus <<< "${VARIANT_GPUS:-0}"
   echo "cd $PWD; export PYTHONPATH=$PYTHONPATH PYTHONUNBUFFERED=1" > "$ROOT/variants.sh"
+  index=0
   for variant in "$@"; do
     name=${variant%%=*}
     overrides=${variant#*=}
     run=$ROOT/runs/var_$name
-    rm -rf "$run" && mkdir -p "$run" && ln -s "$face" "$run/face"
-    echo "python3 -m anchorgen train --preset $BODY_PRESET stage=finetune freeze_temporal=false \
-  $RUN_OPTIONS num_workers=6 $overrides $EXTRA 'datasets=[$ROOT/data/kitchen]' \
+    gpu=${gpus[$((index % ${#gpus[@]}))]}
+    index=$((index + 1))
+    rm -rf "$run" && mkdir -p "$run" && ln -s "$face" "$run/face" && echo "$gpu" > "$run/gpu"
+    echo "CUDA_VISIBLE_DEVICES=$gpu python3 -m anchorgen train --preset $BODY_PRESET stage=finetune \
+  freeze_temporal=false $RUN_OPTIONS num_workers=6 $overrides $EXTRA 'datasets=[$ROOT/data/kitchen]' \
   time_limit_minutes=$minutes output_dir=$run/body > $ROOT/var_$name.log 2>&1 &" >> "$ROOT/variants.sh"
   done
   echo "wait; touch $ROOT/variants.done.$launch" >> "$ROOT/variants.sh"
   echo "$launch" > "$ROOT/variants.launch"
   setsid nohup bash "$ROOT/variants.sh" > "$ROOT/variants.out" 2>&1 < /dev/null &
-  echo "training $# body variants for $minutes min; logs in $ROOT/var_*.log"
+  echo "training $# body variants for $minutes min on GPU(s) ${gpus[*]}; logs in $ROOT/var_*.log"
   ;;
 variants-evaluate)
   shift
   done_marker=$ROOT/variants.done.$(cat "$ROOT/variants.launch")
   while ! [ -e "$done_marker" ]; do sleep 5; done
   mkdir -p "$ROOT/variants_holdout"
+  holdout() {  # holdout NAME TAG SET...: the held-out frames of var_NAME -> variants_holdout/NAME_TAG
+    local name=$1 tag=$2
+    shift 2
+    anchorgen evaluate --model "$ROOT/runs/var_$name" --dataset "$ROOT/data/kitchen" \
+      --out "$ROOT/variants_holdout/${name}_$tag" --render-only --frame-format jpg \
+      --overwrite "$@" $GENERATE_SET
+  }
   for name in "$@"; do
     tail -n 1 "$ROOT/runs/var_$name/body/train_log.csv"
-    for face in true false; do
-      anchorgen evaluate --model "$ROOT/runs/var_$name" --dataset "$ROOT/data/kitchen" \
-        --out "$ROOT/variants_holdout/${name}_face_$face" --render-only --frame-format jpg \
-        --overwrite --set face_enhance=$face $GENERATE_SET
-    done
+    (
+      export CUDA_VISIBLE_DEVICES
+      CUDA_VISIBLE_DEVICES=$(cat "$ROOT/runs/var_$name/gpu" 2> /dev/null || echo 0)
+      holdout "$name" face_true --set face_enhance=true
+      holdout "$name" face_false --set face_enhance=false
+      for scale in ${GUIDANCE:-}; do
+        holdout "$name" "guidance_$scale" --set face_enhance=true --set guidance_scale="$scale"
+      done
+    ) > "$ROOT/variants_holdout/$name.log" 2>&1 &
   done
+  wait
+  tail -n 3 "$ROOT"/variants_holdout/*.log
   tar -C "$ROOT" -cf - variants_holdout | split -b 15M - "$OUT/variants_holdout.tar.part-"
   ls -la "$OUT"
   ;;
 *)
-  sed -n '2,51p' "$0"
+  sed -n '2,54p' "$0"
   exit 2
   ;;
 esac

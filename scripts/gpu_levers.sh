@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # What each lever of the fast path buys (issue 6): `anchorgen bench` runs one after another on
-# one GPU (GPU=0 unless set), each NAME with its own bench options, under one time budget; each
+# one GPU (GPU=0 unless set; only its processes are stopped at a time limit), each NAME with its own bench options, under one time budget; each
 # run writes $OUT/levers/NAME.json (+ .log) and the call ends with a table of all of them
 # (total and stage seconds, frames/s, peak GPU memory per stage, setup/compile seconds).
 # A run is given what is left of BUDGET_S (at most its own LIMIT_S); with under 40 s left the
@@ -16,7 +16,7 @@ budget=${1:?budget in seconds}
 shift
 source scripts/gpu_env.sh
 mkdir -p "$OUT/levers"
-export CUDA_VISIBLE_DEVICES=${GPU:-0}
+export CUDA_VISIBLE_DEVICES=${GPU:-0} BUDGET_GPUS=${GPU:-0}
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2> /dev/null
 for run in "$@"; do
   head=${run%%=*}

@@ -12,6 +12,7 @@
 # Outputs in $OUT: bench_{sd15,scratch256}_{1,2}gpu.json + .log, train_{1,2}gpu.csv + .log,
 # summary.md (speed-ups per stage, steady-state samples/s).
 # Usage: bash scripts/gpu_multigpu.sh [BUDGET_S=560] [TRAIN_SECONDS=60]
+# On a larger machine GPU_PAIR (default 0,1) picks the two GPUs; the others may train meanwhile.
 # CPU rehearsal (tiny models, gloo): OUT=/tmp/rehearsal TRAIN_PRESET=tiny \
 #   BENCH_EXTRA="--frames 24 --set num_inference_steps=2 --set matmul_size=64" \
 #   bash scripts/gpu_multigpu.sh 400 10
@@ -28,12 +29,13 @@ rm -rf "$ROOT" && mkdir -p "$ROOT" "$OUT"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 nvidia-smi topo -m 2> /dev/null | head -3
 cores=$(nproc)
+export BUDGET_GPUS=${GPU_PAIR:-0,1}  # a timed-out step stops only what runs on these
 
-one_gpu=(env CUDA_VISIBLE_DEVICES=0 "OMP_NUM_THREADS=$cores" python3)
+one_gpu=(env CUDA_VISIBLE_DEVICES=${BUDGET_GPUS%%,*} "OMP_NUM_THREADS=$cores" python3)
 # torchrun and accelerate would set OMP_NUM_THREADS=1: each process gets half the cores
-two_gpus=(env "OMP_NUM_THREADS=$((cores / 2))" python3 -m torch.distributed.run --standalone
+two_gpus=(env "CUDA_VISIBLE_DEVICES=$BUDGET_GPUS" "OMP_NUM_THREADS=$((cores / 2))" python3 -m torch.distributed.run --standalone
   --nproc_per_node 2)
-two_gpus_accelerate=(env "OMP_NUM_THREADS=$((cores / 2))" python3 -m accelerate.commands.launch
+two_gpus_accelerate=(env "CUDA_VISIBLE_DEVICES=$BUDGET_GPUS" "OMP_NUM_THREADS=$((cores / 2))" python3 -m accelerate.commands.launch
   --multi_gpu --num_processes 2 --num_machines 1 --mixed_precision bf16 --dynamo_backend no)
 
 bench() {  # bench PRESET NAME LIMIT_1_GPU LIMIT_2_GPUS

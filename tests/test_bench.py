@@ -13,9 +13,11 @@ from anchorgen.bench import (
     SAMPLE_LANDMARKS,
     STAGES,
     BenchConfig,
+    HostMemorySampler,
     bench_model_configs,
     build_models,
     forward_flops,
+    host_resident_kib,
     open_encoder,
     ping_pong_order,
     psnr,
@@ -230,6 +232,8 @@ def test_cli_bench_writes_the_json_schema(tmp_path):
     assert data["seconds_per_frame"] == pytest.approx(data["total_seconds"] / 8)
     assert data["frames_per_second"] == pytest.approx(8 / data["total_seconds"])
     assert data["peak_gpu_gib"] is None and data["host_peak_rss_gib"] > 0
+    if host_resident_kib():  # Linux
+        assert data["host_fast_path_peak_gib"]["anonymous"] > 0
     assert data["stages_peak_gpu_gib"] is None  # per-stage GPU peaks exist on CUDA only
     flops = data["flops"]
     assert flops["body_denoise_tflop"] > 0 and flops["matmul_tflops_per_s"] > 0
@@ -299,3 +303,18 @@ def test_stored_sample_landmarks_match_a_fresh_tracking():
     fresh = track_sample(3)
     np.testing.assert_allclose(fresh.face, stored.face[:3], atol=2.0)
     np.testing.assert_allclose(fresh.pose[..., :2], stored.pose[:3, :, :2], atol=2.0)
+
+
+@pytest.mark.skipif(not host_resident_kib(), reason="needs /proc/self/status (Linux)")
+def test_host_memory_sampler_sees_an_allocation_as_anonymous_and_a_mapped_file_as_file_backed(
+    tmp_path,
+):
+    with HostMemorySampler(interval=0.01) as before:
+        pass
+    with HostMemorySampler(interval=0.01) as during:
+        block = np.ones(256 * 2**20, np.uint8)  # 256 MiB, every page touched
+        mapped = np.lib.format.open_memmap(tmp_path / "spool.npy", "w+", np.uint8, (256 * 2**20,))
+        mapped[:] = 1  # every page of the file resident
+        del block, mapped
+    grown = {k: during.peak_gib[k] - before.peak_gib[k] for k in before.peak_gib}
+    assert grown["anonymous"] > 0.2 and grown["file_backed"] > 0.2

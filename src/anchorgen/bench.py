@@ -38,6 +38,7 @@ import os
 import platform
 import resource
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -329,6 +330,57 @@ class StageTimer:
     @property
     def total(self) -> float:
         return sum(self.seconds.values())
+
+
+def host_resident_kib() -> dict[str, int]:
+    """This process's resident host memory in KiB: ``anonymous`` (its own allocations) and
+    ``file_backed`` (mapped files, e.g. the disk-backed frame spools), from
+    ``/proc/self/status``; empty where that file does not exist (not Linux)."""
+    fields = {"RssAnon:": "anonymous", "RssFile:": "file_backed"}
+    try:
+        lines = Path("/proc/self/status").read_text().splitlines()
+    except OSError:
+        return {}
+    rows = (line.split() for line in lines)
+    return {fields[row[0]]: int(row[1]) for row in rows if row and row[0] in fields}
+
+
+class HostMemorySampler:
+    """Peak resident host memory (GiB) by kind while active, sampled every ``interval`` seconds
+    in a thread.
+
+    File-backed pages are mapped spool files that the kernel writes back and drops under
+    pressure; the anonymous peak is the memory a run holds, so "host memory stays flat" is a
+    statement about it. ``peak_gib`` is None where ``host_resident_kib`` reads nothing.
+    """
+
+    def __init__(self, interval: float = 0.05) -> None:
+        self.interval = interval
+        self._peak_kib: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> None:
+        for kind, kib in host_resident_kib().items():
+            self._peak_kib[kind] = max(self._peak_kib.get(kind, 0), kib)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def __enter__(self) -> HostMemorySampler:
+        self._sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+    @property
+    def peak_gib(self) -> dict[str, float] | None:
+        return {k: v / 2**20 for k, v in self._peak_kib.items()} or None
 
 
 def _max_allocated_gib(device: torch.device) -> float:
@@ -862,7 +914,8 @@ def run_bench(
         timer = StageTimer(device, barrier=world > 1)
         video_path = Path(video) if video is not None else work / "bench.mp4"
         fast_checks: dict = {}
-        fast_run(config.frames, timer, video=video_path, checks=fast_checks)
+        with HostMemorySampler() as host_memory:
+            fast_run(config.frames, timer, video=video_path, checks=fast_checks)
         peak_gpu = timer.peak_gpu_gib()
         if world > 1:
             per_rank: list[Any] = [None] * world
@@ -927,6 +980,7 @@ def run_bench(
             "peak_gpu_gib": peak_gpu,
             "stages_peak_gpu_gib": dict(timer.peak_gib) or None,
             "host_peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+            "host_fast_path_peak_gib": host_memory.peak_gib,
             "flops": {
                 "body_guided_forward_per_frame_gflop": body_flops_per_frame / 1e9,
                 "face_guided_forward_per_frame_gflop": face_flops_per_frame / 1e9,
@@ -1069,6 +1123,10 @@ def markdown_table(result: dict) -> str:
             for stage, gib in (result.get("stages_peak_gpu_gib") or {}).items()
         ),
         ("host peak RSS", f"{result['host_peak_rss_gib']:.2f} GiB"),
+        *(
+            (f"  fast path peak, {kind.replace('_', '-')}", f"{gib:.2f} GiB")
+            for kind, gib in (result.get("host_fast_path_peak_gib") or {}).items()
+        ),
         (
             "body denoise rate",
             f"{flops['body_denoise_tflops_per_s']:.3g} TFLOP/s "
