@@ -54,7 +54,7 @@ train() {  # train N LAUNCHER...: the body for train_seconds -> $OUT/train_Ngpu.
   cp "$run/train_log.csv" "$OUT/train_${n}gpu.csv" 2> /dev/null
 }
 
-bench sd15 sd15 170 140
+bench sd15 sd15 200 160
 train 1 "${one_gpu[@]}"
 train 2 "${two_gpus_accelerate[@]}"
 bench scratch-256 scratch256 80 80
