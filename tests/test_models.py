@@ -183,34 +183,3 @@ def test_reference_concat_reads_the_reference_latent_beside_every_frame():
 def test_reference_concat_is_refused_for_the_face_model():
     with pytest.raises(ValueError, match="reference_concat"):
         get_preset("tiny").model.replace(part="face", reference_concat=True)
-
-
-def test_condition_concat_reads_the_render_from_the_first_step():
-    """The structure branch starts as a no-op (zero convolutions), so an untrained plain model
-    ignores the render; one with the render concatenated to its input does not."""
-    torch.manual_seed(0)
-    config = get_preset("tiny").model.replace(temporal=True, condition_concat=True)
-    model = StructureGuidedDiffusion.build(config).eval()
-    assert model.unet.config.in_channels == 2 * C
-    assert model.controlnet.conv_in.in_channels == 2 * C
-    plain = tiny_test_model(temporal=True)
-    noisy, t, cond, ref, _ = _inputs(model)
-    other = torch.rand_like(cond)
-    with torch.no_grad():
-        for net, reads_render in ((model, True), (plain, False)):
-            tokens = net.encode_appearance(ref)
-            change = net.predict(noisy, t, cond, tokens) - net.predict(noisy, t, other, tokens)
-            assert (change.abs().mean() > 1e-4) == reads_render
-        one_at_a_time = model.predict(
-            noisy, t, cond, tokens := model.encode_appearance(ref), max_batch=1
-        )
-        torch.testing.assert_close(
-            one_at_a_time, model.predict(noisy, t, cond, tokens), atol=1e-5, rtol=1e-5
-        )
-
-
-def test_condition_concat_is_refused_for_the_face_model_and_a_vae_codec():
-    with pytest.raises(ValueError, match="condition_concat"):
-        get_preset("tiny").model.replace(part="face", condition_concat=True)
-    with pytest.raises(ValueError, match="condition_concat"):
-        get_preset("sd15").model.replace(condition_concat=True)

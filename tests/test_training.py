@@ -79,13 +79,6 @@ def test_reference_concat_model_trains_and_reloads(tmp_path):
     assert model.config.reference_concat and model.unet.config.in_channels == 24
 
 
-def test_condition_concat_model_trains_and_reloads(tmp_path):
-    config = _config(tmp_path, model={"condition_concat": True}, steps=2, sample_every=2)
-    run_dir = run_training(config, synthetic_factory)
-    model = StructureGuidedDiffusion.from_pretrained(run_dir, expected=config.model)
-    assert model.config.condition_concat and model.unet.config.in_channels == 24
-
-
 def test_dropped_appearance_hides_the_reference_latent_too():
     """Appearance dropout trains the unconditional branch CFG uses: tokens and latent both gone."""
     torch.manual_seed(0)

@@ -83,11 +83,6 @@ class ModelConfig(BaseConfig):
     structure branch (same latent for every frame; zeros when the appearance is dropped): the
     static background and clothing reach the denoiser pixel-aligned instead of only through
     the N appearance tokens, as in the plain pixel UNet of DESIGN.md section 2. Body only."""
-    condition_concat: bool = False
-    """Also feed the condition render, through the pixel codec, as extra input channels of the
-    UNet and the structure branch, so the denoiser reads the pose pixel-aligned from its first
-    layer (as the drawn landmarks of DESIGN.md section 2's plain pixel UNet) besides the
-    zero-initialised residuals of eq. 2, which start as a no-op. Body model, pixel codec."""
     appearance_encoder: str = "cnn"
     """``cnn``: a small trainable encoder producing a token grid; ``clip``: CLIP image features
     before pooling (``CLIPVisionModel.last_hidden_state``), frozen, linearly projected."""
@@ -170,11 +165,6 @@ class ModelConfig(BaseConfig):
             not (self.reference_concat and self.part == "face"),
             "reference_concat is for the body model (the face SGDM reads its surroundings already)",
         )
-        require(
-            not self.condition_concat or (self.part == "body" and self.codec == "pixel_unshuffle"),
-            "condition_concat is for the body model with the pixel codec (a VAE would encode "
-            "every condition at every step)",
-        )
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(super().to_dict())
@@ -196,11 +186,9 @@ class ModelConfig(BaseConfig):
 
     @property
     def unet_in_channels(self) -> int:
-        """Input channels of the UNet: C, plus C + 1 for inpainting, plus C each for
-        ``reference_concat`` and ``condition_concat``."""
+        """Input channels of the UNet: C, plus C + 1 for inpainting, plus C for ``reference_concat``."""
         c = self.latent_channels
-        concats = int(self.reference_concat) + int(self.condition_concat)
-        return c + (c + 1 if self.inpainting else 0) + c * concats
+        return c + (c + 1 if self.inpainting else 0) + (c if self.reference_concat else 0)
 
     def architecture(self) -> dict:
         """The fields that decide the weights' shapes and meaning (paths and export dtype excluded)."""

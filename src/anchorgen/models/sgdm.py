@@ -194,8 +194,7 @@ class StructureGuidedDiffusion(torch.nn.Module):
         """One network evaluation X_theta (eqs. 2-3, 5).
 
         noisy (B, F, C, h, w); timesteps (B,) long; conditions (B, F, 3, H, W) in [0, 1] (the
-        rendered structure p_i; a ``condition_concat`` model also reads them through the codec
-        beside the noisy latent); tokens (B, N, D) appearance tokens; inpaint (face SGDM):
+        rendered structure p_i); tokens (B, N, D) appearance tokens; inpaint (face SGDM):
         (mask (B, F, 1, h, w), masked latents (B, F, C, h, w)); reference_latents (B, C, h, w):
         ``encode_reference`` of the reference (zeros for "no appearance"), required exactly
         when ``config.reference_concat``; extra_tokens: further token
@@ -239,9 +238,6 @@ class StructureGuidedDiffusion(torch.nn.Module):
         inputs = [noisy, *(inpaint or ())]
         if reference_latents is not None:
             inputs.append(reference_latents[:, None].expand(-1, f, -1, -1, -1).to(noisy.dtype))
-        if self.config.condition_concat:  # the render in the pixel codec: (B, F, C, h, w)
-            rendered = self.codec.encode(conditions.flatten(0, 1).to(noisy.dtype) * 2 - 1)
-            inputs.append(rendered.unflatten(0, (b, f)))
         x = torch.cat(inputs, dim=2) if len(inputs) > 1 else noisy  # (B, F, Cin, h, w)
         if extra_tokens:
             tokens = torch.cat([tokens, *extra_tokens.values()], dim=1)
