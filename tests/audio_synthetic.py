@@ -52,6 +52,7 @@ def synthetic_person(opening: np.ndarray, fps: float = 25.0, seed: int = 0) -> L
     )
     pose = rng.uniform(-1, 1, (33, 3)) * [150, 200, 50] + [256, 450, 0]
     pose[11], pose[12] = [356, 400, 0], [156, 400, 0]
+    pose[0, 2] = 60 * face[1, 2]  # the pose nose at the face's nose-tip depth, as tracked
     seq.pose[:] = pose + np.stack([sway, np.zeros(t), np.zeros(t)], axis=1)[:, None]
     seq.pose_world[:] = 0.0
     seq.pose_visibility[:] = 1.0

@@ -27,6 +27,7 @@ import numpy as np
 
 from anchorgen.errors import InputError
 from anchorgen.landmarks import PARTS, LandmarkSequence
+from anchorgen.prepare.holistic import FACE_NOSE_TIP, POSE_NOSE
 
 LIPS = (
     0,
@@ -255,8 +256,31 @@ def _follow_weights(mean_face: np.ndarray, sigma: float = 0.15, k: int = 4) -> n
     return weights
 
 
+def face_in_body_depth(seq: LandmarkSequence) -> np.ndarray:
+    """(T, 478, 3) float64 face mesh moved in z until its nose tip has the pose nose's depth.
+
+    That is the depth ``prepare``'s tracker gives the face (``prepare.holistic.to_body_depth``).
+    A track that kept MediaPipe's own face depth (about 0 at the face centre) has the face
+    about 2.6 shoulder widths behind the pose's nose, behind the shoulders, and the
+    condition renderer then draws the neck over the mouth. Frames without a pose take the
+    mean shift of the others; a track without pose keeps its depth. An already aligned
+    track is returned unchanged.
+    """
+    face = seq.face.astype(np.float64)
+    shift = seq.pose[:, POSE_NOSE, 2].astype(np.float64) - face[:, FACE_NOSE_TIP, 2]  # (T,)
+    known = seq.present["pose"] & seq.present["face"] & np.isfinite(shift)
+    if not known.any():
+        return face
+    face[..., 2] += np.where(known, shift, shift[known].mean())[:, None]
+    return face
+
+
 def identity_frame(seq: LandmarkSequence) -> IdentityFrame:
-    """Everything ``decode`` needs from the identity's own training landmarks."""
+    """Everything ``decode`` needs from the identity's own training landmarks.
+
+    The face's depth is taken in the body's frame (``face_in_body_depth``), so decoded
+    motion puts the face in front of the neck whatever depth the identity's track stored.
+    """
     clip = encode(seq)
     if not np.isfinite(clip.mean_shoulder_centre).all():
         raise InputError(
@@ -272,7 +296,7 @@ def identity_frame(seq: LandmarkSequence) -> IdentityFrame:
     rest = _nanmean(
         np.where(ok[:, None, None], (pose - centre[:, None]) / width[:, None, None], np.nan)
     )
-    face = seq.face.astype(np.float64)
+    face = face_in_body_depth(seq)
     fok = seq.present["face"] & np.isfinite(face).all(axis=(1, 2))
     fc, fs, froll = _face_frame(face)
     head_pts = pose[:, :11] - fc[:, None]
