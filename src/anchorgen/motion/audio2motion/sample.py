@@ -37,12 +37,13 @@ from anchorgen.motion.audio2motion.representation import (
 )
 
 HEAD_DRIFT_DEFAULT = 0.0
-"""Off by default: the drift gives the identity's head motion to the landmarks (1.0 measured
-within 1.2x of the identity's), but in renders of the kitchen identity the mouth stopped
-following the motion wherever the drift rolls the head past about 0.05 rad (video-level lip
-proxy -0.004 / 0.060 on the radio / talkshow renders with it, 0.31 on the third session's
-radio render without it; docs/BENCHMARKS.md, end of "Speech to motion"). Pass
-``head_drift=1`` (``--head-drift 1``) to turn it on."""
+"""Off until a render confirms it: the drift gives the identity's head motion to the
+landmarks (1.0 measured within 1.2x of the identity's) with the lip curve unchanged. The
+fourth session's drift renders lost lip sync, but not because of the drift: the motion path
+they came through put the face behind the neck, hiding the mouth in every condition (fixed
+in ``representation.face_in_body_depth``). A full render with the fixed motion has not been
+made yet (docs/BENCHMARKS.md, end of "Speech to motion"). Pass ``head_drift=1``
+(``--head-drift 1``) to turn it on."""
 
 
 def window_starts(num_frames: int, window: int, context_frames: int) -> list[int]:
