@@ -5,7 +5,6 @@ neck was drawn over the mouth of every face condition)."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from anchorgen.landmarks import LandmarkSequence
 from anchorgen.motion.audio2motion import decode, encode, identity_frame
@@ -13,27 +12,6 @@ from anchorgen.motion.audio2motion.evaluate import condition_mouth_cover
 from anchorgen.motion.audio2motion.representation import face_in_body_depth
 from anchorgen.prepare.holistic import FACE_NOSE_TIP, POSE_NOSE, to_body_depth
 from audio_synthetic import LOWER_LIP
-
-
-@pytest.fixture(scope="module")
-def astronaut() -> tuple[np.ndarray, np.ndarray]:
-    """MediaPipe Holistic's pose (33, 3) and face (478, 3) on scikit-image's astronaut photo,
-    in pixels, the face with MediaPipe's own depth (about 0 at the face centre)."""
-    import mediapipe as mp
-    import skimage.data
-
-    photo = skimage.data.astronaut()  # (512, 512, 3)
-    with mp.solutions.holistic.Holistic(
-        static_image_mode=True, refine_face_landmarks=True
-    ) as model:
-        result = model.process(photo)
-    if result.pose_landmarks is None or result.face_landmarks is None:
-        pytest.skip("MediaPipe found no person in the astronaut photo")
-
-    def pixels(landmarks) -> np.ndarray:
-        return np.array([(p.x, p.y, p.z) for p in landmarks.landmark], np.float32) * 512
-
-    return pixels(result.pose_landmarks), pixels(result.face_landmarks)
 
 
 def talking(pose: np.ndarray, face: np.ndarray, frames: int = 40) -> LandmarkSequence:
@@ -55,9 +33,9 @@ def talking(pose: np.ndarray, face: np.ndarray, frames: int = 40) -> LandmarkSeq
     return seq
 
 
-def test_decoded_face_sits_at_the_pose_nose_depth_whatever_the_track_stored(astronaut):
+def test_decoded_face_sits_at_the_pose_nose_depth_whatever_the_track_stored(astronaut_holistic):
     """An identity track with MediaPipe's own face depth decodes like the body-depth one."""
-    pose, face = astronaut
+    pose, face = astronaut_holistic
     raw = talking(pose, face)
     aligned = talking(pose, to_body_depth(pose, None, None, face)[2])
     width = float(np.linalg.norm(pose[11, :2] - pose[12, :2]))
@@ -71,9 +49,9 @@ def test_decoded_face_sits_at_the_pose_nose_depth_whatever_the_track_stored(astr
         np.testing.assert_allclose(back.face, aligned.face, atol=0.05 * width)
 
 
-def test_face_condition_of_decoded_motion_shows_the_mouth(astronaut):
+def test_face_condition_of_decoded_motion_shows_the_mouth(astronaut_holistic):
     """The neck capsule never covers the lips of the decoded face's condition render."""
-    pose, face = astronaut
+    pose, face = astronaut_holistic
     raw = talking(pose, face)
     back = decode(encode(raw).values, identity_frame(raw))
     frames = np.array([0, 10, 20])

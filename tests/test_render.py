@@ -384,23 +384,9 @@ def test_full_frame_renders_fast():
 
 
 @pytest.mark.slow
-def test_astronaut_photo_renders_a_shaded_person():
+def test_astronaut_photo_renders_a_shaded_person(astronaut_holistic):
     """MediaPipe Holistic on scikit-image's astronaut photo, rendered at its own size."""
-    import mediapipe as mp
-    import skimage.data
-
-    photo = skimage.data.astronaut()  # (512, 512, 3)
-    with mp.solutions.holistic.Holistic(
-        static_image_mode=True, refine_face_landmarks=True
-    ) as model:
-        result = model.process(photo)
-    if result.pose_landmarks is None or result.face_landmarks is None:
-        pytest.skip("MediaPipe found no person in the astronaut photo")
-
-    def pixels(landmarks) -> np.ndarray:
-        return np.array([(p.x, p.y, p.z) for p in landmarks.landmark], np.float32) * 512
-
-    pose, face = pixels(result.pose_landmarks), pixels(result.face_landmarks)
+    pose, face = (part.copy() for part in astronaut_holistic)
     face[:, 2] += pose[0, 2] - face[1, 2]  # face depth relative to the pose's nose
     image = render_frame({"pose": pose, "face": face}, 512)
     bright = _brightness(image)
