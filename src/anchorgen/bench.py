@@ -47,7 +47,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from anchorgen.config import BaseConfig, require
 from anchorgen.pipelines.accel import COMPILE_MODES
@@ -58,7 +57,8 @@ SCHEMA_VERSION = 2
 STAGE_SPLIT = {
     "body_denoise": "windows of each step split across ranks, noise sums all-reduced",
     "decode": "frame batches split across ranks, all-gathered",
-    "face": "denoise windows split across ranks; crops, decode and paste-back on every rank",
+    "face": "crops and their encoding, denoise windows and decode split across ranks; "
+    "paste-back on rank 0",
     "encode": "rank 0",
 }
 """How each stage uses several processes (recorded in the JSON under ``distributed``)."""
@@ -482,6 +482,7 @@ def render_video(
     """
     from anchorgen.pipelines.anchor import (
         AnchorPipeline,
+        decode_across_ranks,
         decode_latents,
         rank_and_world,
         spool_frames,
@@ -546,7 +547,7 @@ def render_video(
         )
         if rank == 0:
             final = spool_frames(enhanced, workdir / f"final_{tag}.npy", length)
-        else:  # the face denoise (all its collectives) ends before the first frame is yielded
+        else:  # every collective of the face pass ends before its first frame is yielded
             next(enhanced, None)
             enhanced.close()
             final = None
@@ -567,47 +568,6 @@ def encode_video(frames: np.ndarray, path: Path, fps: float, workers: int) -> No
             chunk = (np.ascontiguousarray(f) for f in frames[start : start + 4 * workers])
             for frame in pool.map(mark_frame, chunk):
                 writer.write(frame)
-
-
-def decode_across_ranks(
-    model: Any, latents: torch.Tensor, batch_size: int, path: Path, progress: bool = True
-) -> np.memmap:
-    """Decode (N, C, h, w) latents split across ranks -> the whole video, (N, H, W, 3) uint8, on every rank.
-
-    The frame batches of the single-process decode (``batch_size`` frames each) go to the
-    ranks in turn; each round's batches are all-gathered (uint8, on the GPU under NCCL) and
-    spooled to a ``.npy`` memmap at ``path``, so memory stays at one round of frames.
-    """
-    import torch.distributed as dist
-
-    from anchorgen.pipelines.anchor import (
-        collective_device,
-        decode_latents,
-        rank_and_world,
-        to_uint8_frames,
-    )
-
-    rank, world = rank_and_world()
-    length = latents.shape[0]
-    height, width = (side * model.codec.factor for side in latents.shape[-2:])
-    spool = np.lib.format.open_memmap(
-        path, mode="w+", dtype=np.uint8, shape=(length, height, width, 3)
-    )
-    link = collective_device()
-    rounds = range(0, length, batch_size * world)
-    for first in tqdm(rounds, desc="decode", unit="round", disable=not progress):
-        chunk = torch.zeros(batch_size, height, width, 3, dtype=torch.uint8, device=link)
-        mine = first + rank * batch_size
-        if mine < length:
-            (images,) = decode_latents(model, latents[mine : mine + batch_size], batch_size, False)
-            frames = torch.from_numpy(to_uint8_frames(images))  # (F, H, W, 3)
-            chunk[: len(frames)] = frames.to(link)
-        gathered = [torch.empty_like(chunk) for _ in range(world)]
-        dist.all_gather(gathered, chunk)
-        stop = min(length, first + batch_size * world)
-        spool[first:stop] = torch.cat(gathered)[: stop - first].cpu().numpy()
-    spool.flush()
-    return spool
 
 
 def encoder_name() -> str:

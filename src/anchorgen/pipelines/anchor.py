@@ -371,6 +371,67 @@ def decode_latents(
         yield ((images.float() + 1) / 2).clamp(0, 1).cpu()
 
 
+def batches_across_ranks(
+    compute: Callable[[int, int], torch.Tensor],
+    length: int,
+    batch_size: int,
+    shape: tuple[int, ...],
+    dtype: torch.dtype,
+    progress: bool = True,
+    description: str = "batches",
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """A per-frame computation over ``length`` frames split across the process group's ranks.
+
+    The single-process batches (``batch_size`` frames) are dealt to the ranks in rounds of one
+    batch per rank; each rank runs ``compute(start, stop)`` -> (stop - start, *shape) on its
+    own batch, and the round's results are all-gathered (through ``collective_device``; the
+    last round's missing frames are padding). Yields, on every rank, (first frame of the round,
+    its (<= world x batch_size, *shape) results) in frame order.
+    """
+    import torch.distributed as dist
+
+    rank, world = rank_and_world()
+    link = collective_device()
+    rounds = range(0, length, batch_size * world)
+    for first in tqdm(rounds, desc=description, unit="round", disable=not progress):
+        chunk = torch.zeros(batch_size, *shape, dtype=dtype, device=link)
+        mine = first + rank * batch_size
+        if mine < length:
+            part = compute(mine, min(length, mine + batch_size))
+            chunk[: len(part)] = part.to(link, dtype)
+        gathered = [torch.empty_like(chunk) for _ in range(world)]
+        dist.all_gather(gathered, chunk)
+        yield first, torch.cat(gathered)[: min(length, first + batch_size * world) - first]
+
+
+def decode_across_ranks(
+    model: Any, latents: torch.Tensor, batch_size: int, path: Path, progress: bool = True
+) -> np.memmap:
+    """Decode (N, C, h, w) latents split across ranks -> the whole video, (N, H, W, 3) uint8, on every rank.
+
+    The frame batches of ``decode_latents`` are dealt to the ranks (``batches_across_ranks``)
+    and each round is spooled to a ``.npy`` memmap at ``path``, so memory stays at one round
+    of frames.
+    """
+    length = latents.shape[0]
+    height, width = (side * model.codec.factor for side in latents.shape[-2:])
+    spool = np.lib.format.open_memmap(
+        path, mode="w+", dtype=np.uint8, shape=(length, height, width, 3)
+    )
+
+    def decode(start: int, stop: int) -> torch.Tensor:  # (F, H, W, 3) uint8
+        (images,) = decode_latents(model, latents[start:stop], batch_size, False)
+        return torch.from_numpy(to_uint8_frames(images))
+
+    rounds = batches_across_ranks(
+        decode, length, batch_size, (height, width, 3), torch.uint8, progress, "decode"
+    )
+    for first, frames in rounds:
+        spool[first : first + len(frames)] = frames.cpu().numpy()
+    spool.flush()
+    return spool
+
+
 def to_uint8_frames(images: torch.Tensor) -> np.ndarray:
     """(F, 3, H, W) in [0, 1] -> uint8 (F, H, W, 3)."""
     return (images.movedim(1, -1) * 255).round().to(torch.uint8).numpy()

@@ -14,7 +14,9 @@ the mask is zero are returned unchanged.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,11 +29,15 @@ from anchorgen.pipelines.anchor import (
     StepCallback,
     appearance_tokens,
     as_frame_source,
+    batches_across_ranks,
+    decode_across_ranks,
     decode_latents,
     denoise_overlapped,
     image_to_unit_tensor,
     initial_latents,
+    latent_shape,
     plan_windows,
+    rank_and_world,
     to_uint8_frames,
 )
 from anchorgen.prepare.face import face_align_affine, face_mask, paste_back, warp_face
@@ -213,17 +219,29 @@ class FacePipeline:
             description="face" if temporal else "face (frame-wise)",
         )
 
-        faces = (
-            face
-            for images in decode_latents(self.model, final, decode_batch_size, progress)
-            for face in to_uint8_frames(images)
-        )
-        face_slots = set(with_face.tolist())
-        for i in range(length):
-            frame = np.asarray(frames[i])
-            if i in face_slots:
-                frame = paste_back(frame, next(faces), affines[i], blend_mask(i))
-            yield frame
+        with tempfile.TemporaryDirectory(prefix="anchorgen_faces_") as spool_dir:
+            if rank_and_world()[1] > 1:  # decoded across ranks before the first frame
+                faces: Iterator[np.ndarray] = iter(
+                    decode_across_ranks(
+                        self.model,
+                        final,
+                        decode_batch_size,
+                        Path(spool_dir) / "faces.npy",
+                        progress,
+                    )
+                )
+            else:
+                faces = (
+                    face
+                    for images in decode_latents(self.model, final, decode_batch_size, progress)
+                    for face in to_uint8_frames(images)
+                )
+            face_slots = set(with_face.tolist())
+            for i in range(length):
+                frame = np.asarray(frames[i])
+                if i in face_slots:
+                    frame = paste_back(frame, next(faces), affines[i], blend_mask(i))
+                yield frame
 
     def _inpainting_inputs(
         self,
@@ -234,10 +252,12 @@ class FacePipeline:
         crop_size: int,
         batch_size: int,
     ) -> Inpainting:
-        """Masks and masked-face latents (Algorithm 2 lines 2-6) for the frames with a face, on the host."""
-        masks, masked = [], []
-        for start in range(0, len(with_face), batch_size):
-            chunk = with_face[start : start + batch_size]
+        """Masks and masked-face latents (Algorithm 2 lines 2-6) for the frames with a face, on
+        the host; with several processes each rank computes its share of the batches
+        (``batches_across_ranks``) and all of them receive every result."""
+
+        def compute(start: int, stop: int) -> torch.Tensor:  # (F, 1 + C, h, w) float32
+            chunk = with_face[start:stop]
             crops = np.stack(
                 [warp_face(np.asarray(frames[i]), affines[i], crop_size) for i in chunk]
             )
@@ -250,6 +270,18 @@ class FacePipeline:
                     crop.to(self.model.device, self.model.dtype),
                     mask.to(self.model.device, self.model.dtype),
                 )  # (1, F, 1, h, w), (1, F, C, h, w)
-            masks.append(small[0].float().cpu())
-            masked.append(latents[0].float().cpu())
-        return Inpainting(mask=torch.cat(masks), masked_latents=torch.cat(masked))
+            return torch.cat([small[0], latents[0]], dim=1).float().cpu()
+
+        count = len(with_face)
+        if rank_and_world()[1] > 1:
+            c, h, w = latent_shape(self.model, crop_size, crop_size)
+            parts = [
+                block.cpu()
+                for _, block in batches_across_ranks(
+                    compute, count, batch_size, (1 + c, h, w), torch.float32, False
+                )
+            ]
+        else:
+            parts = [compute(a, min(count, a + batch_size)) for a in range(0, count, batch_size)]
+        both = torch.cat(parts)  # (M, 1 + C, h, w)
+        return Inpainting(mask=both[:, :1], masked_latents=both[:, 1:])
