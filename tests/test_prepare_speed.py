@@ -136,21 +136,20 @@ def test_skipping_capsule_pixels_behind_meshes_leaves_the_image_unchanged(monkey
         scenes.append(scene)
 
     seen = []
-    original = render._capsule_fragments
+    original = render._CapsuleFragments.draw
 
-    def counting(*args, **kwargs):
-        fragments = original(*args, **kwargs)
-        seen.append(len(fragments[0]))
-        return fragments
+    def counting(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        seen.append(self.candidates)
 
-    monkeypatch.setattr(render, "_capsule_fragments", counting)
+    monkeypatch.setattr(render._CapsuleFragments, "draw", counting)
     with render._one_thread():
         culled = [scene.render(size, size, render.SURFACE_COLOR) for scene in scenes]
         monkeypatch.setattr(render, "_OCCLUSION_MARGIN", (np.inf, 0.0))  # skips nothing
         plain = [scene.render(size, size, render.SURFACE_COLOR) for scene in scenes]
     for with_skip, without in zip(culled, plain, strict=True):
         assert np.array_equal(with_skip, without)
-    assert sum(seen[: len(scenes)]) < sum(seen[len(scenes) :])  # fewer capsule fragments kept
+    assert sum(seen[: len(scenes)]) < sum(seen[len(scenes) :])  # fewer capsule rays solved
 
 
 def test_matte_size_keeps_the_aspect_and_never_enlarges():

@@ -944,17 +944,15 @@ class _Scene:
     """Primitives of one frame: tapered capsules (spheres) and meshes with an albedo each."""
 
     def __init__(self) -> None:
-        self.cones: list[np.ndarray] = []  # rows (start xyz, end xyz, start radius, end radius)
+        self.cones: list[tuple] = []  # rows (start xyz, end xyz, start radius, end radius)
         self.meshes: list[tuple[np.ndarray, np.ndarray, float]] = []
 
     def capsule(
         self, start: np.ndarray, end: np.ndarray, radius: float, end_radius: float | None = None
     ) -> None:
-        """A capsule, tapered to ``end_radius`` at ``end`` when given; skipped if not finite."""
+        """A capsule, tapered to ``end_radius`` at ``end`` when given (not finite: not drawn)."""
         end_radius = radius if end_radius is None else end_radius
-        row = np.concatenate([start, end, [radius, end_radius]]).astype(np.float64)
-        if np.isfinite(row).all():
-            self.cones.append(row)
+        self.cones.append((*start, *end, radius, end_radius))
 
     def sphere(self, centre: np.ndarray, radius: float) -> None:
         self.capsule(centre, centre, radius)
@@ -967,7 +965,7 @@ class _Scene:
         meshes = [
             (*_check_mesh(vertices, faces), albedo) for vertices, faces, albedo in self.meshes
         ]
-        cones = np.stack(self.cones) if self.cones else None  # (K, 8)
+        cones = np.array(self.cones, np.float64) if self.cones else None  # (K, 8)
         pixel, _, normal, albedo = _rasterize(meshes, cones, height, width)
         image = torch.zeros(height * width, 3, dtype=torch.uint8)
         image.index_copy_(0, pixel, _lambert(normal, albedo, color))
