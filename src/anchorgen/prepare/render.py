@@ -592,6 +592,14 @@ def rasterize_mesh(
         return _to_buffers(fragments, height, width)
 
 
+def _chunk_rows(rows: list[torch.Tensor], per_row: list) -> torch.Tensor:
+    """Every candidate's row, numbered across chunks: ``rows`` (N_k,) index chunk k's rows,
+    of which there are ``len(per_row[k])`` ((R_k,) or a tuple of such)."""
+    counts = [len(r[0]) if isinstance(r, tuple) else len(r) for r in per_row[:-1]]
+    firsts = itertools.accumulate(counts, initial=0)
+    return torch.cat([row + first for row, first in zip(rows, firsts, strict=True)])
+
+
 class _MeshFragments:
     """Triangles of several meshes and their candidate pixels' barycentric coordinates.
 
@@ -635,31 +643,20 @@ class _MeshFragments:
         self.table = torch.cat([tri[:, 0], edge_1, edge_2, inv_area[:, None]], 1).T.contiguous()
         self.corner_normals = torch.cat(corner_normals)  # (T, 9): n0, n1 - n0, n2 - n0
         self.albedo = torch.cat(albedos)  # (T,)
-        self.triangle: list[torch.Tensor] = []
-        self.barycentric: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.rows: list[torch.Tensor] = []  # per chunk: the triangle of each row (R,)
+        self.hit: list[tuple[torch.Tensor, ...]] = []  # per chunk: row, w1, w2 (N,)
 
     def draw(self, zbuffer: _ZBuffer, height: int, width: int) -> None:
         """Z-test every candidate pixel (ranks below :data:`_MESH_RANKS`, last listed wins)."""
         if not self.count:
             return
         drawn = 0
-        x0, y0, z0, e1x, e1y, e1z, e2x, e2y, e2z, inv_area = self.table
         for spans in _triangle_fragments(self.tri, height, width):
-            owner = spans.owner
-            y = spans.y.float() + 0.5 - y0.index_select(0, owner)  # (R,)
-            rows = torch.stack(
-                [
-                    x0.index_select(0, owner),
-                    e2y.index_select(0, owner),
-                    y * e2x.index_select(0, owner),
-                    y * e1x.index_select(0, owner),
-                    e1y.index_select(0, owner),
-                    inv_area.index_select(0, owner),
-                    z0.index_select(0, owner),
-                    e1z.index_select(0, owner),
-                    e2z.index_select(0, owner),
-                ]
-            )  # (9, R)
+            x0, y0, z0, e1x, e1y, e1z, e2x, e2y, e2z, inv_area = self.table.index_select(
+                1, spans.owner
+            )  # per row (R,)
+            y = spans.y.float() + 0.5 - y0
+            rows = torch.stack([x0, e2y, y * e2x, y * e1x, e1y, inv_area, z0, e1z, e2z])  # (9, R)
             r_x0, r_e2y, r_ye2x, r_ye1x, r_e1y, r_inv, r_z0, r_e1z, r_e2z = rows.index_select(
                 1, spans.row
             )
@@ -670,17 +667,17 @@ class _MeshFragments:
             z = r_z0 + w1 * r_e1z + w2 * r_e2z
             zbuffer.add(spans.pixel(), z, _MESH_RANKS - 1 - drawn)
             drawn += len(z)
-            self.triangle.append(owner.index_select(0, spans.row))
-            self.barycentric.append((w1, w2))
+            self.rows.append(spans.owner)
+            self.hit.append((spans.row, w1, w2))
 
     def shade_input(self, rank: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Unit normal (M, 3) and albedo (M,) of the winning fragments of these ranks."""
         if not len(rank):
             return torch.zeros(0, 3), torch.zeros(0)
         index = _MESH_RANKS - 1 - rank
-        triangle = torch.cat(self.triangle).index_select(0, index)
-        w1 = torch.cat([w for w, _ in self.barycentric]).index_select(0, index)[:, None]
-        w2 = torch.cat([w for _, w in self.barycentric]).index_select(0, index)[:, None]
+        row = _chunk_rows([hit[0] for hit in self.hit], self.rows).index_select(0, index)
+        triangle = torch.cat(self.rows).index_select(0, row)
+        w1, w2 = (torch.cat(w).index_select(0, index)[:, None] for w in list(zip(*self.hit))[1:])
         corner = self.corner_normals.index_select(0, triangle)  # (M, 9)
         n = corner[:, 0:3] + w1 * corner[:, 3:6] + w2 * corner[:, 6:9]
         return torch.nn.functional.normalize(n, dim=1), self.albedo.index_select(0, triangle)
@@ -748,15 +745,13 @@ class _CapsuleFragments:
         self.cone_ok = ~is_sphere & (k2 > 1e-6)  # else the cone is seen end-on: only spheres
         self.a, self.b, self.ra, self.rb = a, b, ra, rb
         self.u, self.slope, self.d2 = u, slope, d2
-        # Per-cone rows: (16, K).
+        # Per-cone rows: (15, K).
         self.table = torch.stack(
             [
                 *a.T,
                 *(b - a).T,
                 *u.T,
-                slope * ra,
                 ra,
-                ra * ra,
                 rb * rb,
                 slope,
                 d2 * length,
@@ -764,8 +759,8 @@ class _CapsuleFragments:
                 torch.where(self.cone_ok, k2, 1.0),
             ]
         )
-        self.cone: list[torch.Tensor] = []
-        self.hit: list[tuple[torch.Tensor, ...]] = []
+        self.rows: list[tuple[torch.Tensor, torch.Tensor]] = []  # per chunk: owner, dy (R,)
+        self.hit: list[tuple[torch.Tensor, ...]] = []  # per chunk: row, dx, on body, nearer a
         self.candidates = 0  # pixels whose ray was solved
 
     def draw(self, zbuffer: _ZBuffer, height: int, width: int, occluded: bool) -> None:
@@ -784,7 +779,6 @@ class _CapsuleFragments:
             pixels, relative = _OCCLUSION_MARGIN
             cull_beyond = _ordered_bits(nearest - pixels - relative * nearest.abs())
         drawn = 0
-        (ax, ay, az, bax, bay, baz, ux, uy, uz, sr, ra, ra2, rb2, slope, y_max, d2, k2) = self.table
         for spans in _capsule_silhouettes(self.a, self.b, self.ra, self.rb, height, width):
             owner = spans.owner
             pixel = spans.pixel()
@@ -797,33 +791,35 @@ class _CapsuleFragments:
                     continue
                 spans, pixel = spans.select(keep), pixel.index_select(0, keep)
             # Ray from (x, y, az) along +z; t is the depth offset from az. Per row (R,):
-            dy = spans.y.float() + 0.5 - ay.index_select(0, owner)
+            ax, ay, az, bax, bay, baz, ux, uy, uz, ra, rb2, slope, y_max, d2, k2 = (
+                self.table.index_select(1, owner)
+            )
+            dy = spans.y.float() + 0.5 - ay
             rows = torch.stack(
                 [
-                    ax.index_select(0, owner),
-                    ux.index_select(0, owner),
-                    uy.index_select(0, owner) * dy,
+                    ax,
+                    ux,
+                    uy * dy,
                     dy * dy,
-                    uz.index_select(0, owner),
-                    sr.index_select(0, owner),
-                    d2.index_select(0, owner),
-                    slope.index_select(0, owner),
-                    ra.index_select(0, owner),
-                    ra2.index_select(0, owner),
-                    k2.index_select(0, owner),
-                    y_max.index_select(0, owner),
-                    rb2.index_select(0, owner),
-                    bax.index_select(0, owner),
-                    (dy - bay.index_select(0, owner)) ** 2,
-                    baz.index_select(0, owner),
-                    az.index_select(0, owner),
+                    uz,
+                    d2,
+                    slope,
+                    ra,
+                    k2,
+                    y_max,
+                    rb2,
+                    bax,
+                    (dy - bay) ** 2,
+                    baz,
+                    az,
                 ]
-            )  # (17, R)
+            )  # (15, R)
             cone_ok = self.cone_ok.index_select(0, owner).index_select(0, spans.row)
             (
-                r_ax, r_ux, r_uy_dy, r_dy2, r_uz, r_sr, r_d2, r_slope, r_ra, r_ra2, r_k2,
-                r_y_max, r_rb2, r_bax, r_dyb2, r_baz, r_az,
+                r_ax, r_ux, r_uy_dy, r_dy2, r_uz, r_d2, r_slope, r_ra, r_k2, r_y_max, r_rb2, r_bax,
+                r_dyb2, r_baz, r_az,
             ) = rows.index_select(1, spans.row)  # fmt: skip
+            r_sr, r_ra2 = r_slope * r_ra, r_ra * r_ra
             dx = spans.x() - r_ax
             k = r_ux * dx + r_uy_dy  # u . (ray origin - a)
             m5 = dx * dx + r_dy2
@@ -842,8 +838,8 @@ class _CapsuleFragments:
             z = r_az + torch.where(on_body, t_body, t_cap)
             zbuffer.add(pixel, z, (1 << _RANK_BITS) - 2 - drawn)
             drawn += len(z)
-            self.cone.append(owner.index_select(0, spans.row))
-            self.hit.append((dx, dy.index_select(0, spans.row), on_body, t_a <= t_b))
+            self.rows.append((owner, dy))
+            self.hit.append((spans.row, dx, on_body, t_a <= t_b))
         self.candidates = drawn
 
     def shade_input(self, rank: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
@@ -854,9 +850,10 @@ class _CapsuleFragments:
         if not len(rank):
             return torch.zeros(0, 3)
         index = (1 << _RANK_BITS) - 2 - rank
-        c = torch.cat(self.cone).index_select(0, index)
-        dx, dy, on_body, nearer_a = (
-            torch.cat(column).index_select(0, index) for column in zip(*self.hit, strict=True)
+        row = _chunk_rows([hit[0] for hit in self.hit], self.rows).index_select(0, index)
+        c, dy = (torch.cat(column).index_select(0, row) for column in zip(*self.rows, strict=True))
+        dx, on_body, nearer_a = (
+            torch.cat(column).index_select(0, index) for column in list(zip(*self.hit))[1:]
         )
         u, ra, slope, d2, ba = (
             v.index_select(0, c) for v in (self.u, self.ra, self.slope, self.d2, self.b - self.a)
