@@ -310,3 +310,20 @@ def test_segments_decode_from_the_keyframe_before_their_start(tmp_path):
         stream = container.streams.video[0]
         first_decoded = next(video_io._seek(container, stream, 2.52, 0.0))
         assert float(first_decoded.pts * first_decoded.time_base) == pytest.approx(2.0)
+
+
+def test_renders_do_not_depend_on_the_chunk_size(monkeypatch):
+    """Rasterising in many small chunks (fragment ranks and rows numbered across chunks)
+    draws the same bytes as in one chunk, at the body and at the face scale."""
+    from anchorgen.prepare import render
+
+    frame, visibility = synthetic_frame(160)
+    face_space = {
+        part: None if points is None else points * np.float32(2.5) - np.float32((120, 60, 0))
+        for part, points in frame.items()
+    }
+    whole = [render_frame(f, 160, visibility=visibility) for f in (frame, face_space)]
+    monkeypatch.setattr(render, "_CHUNK_FRAGMENTS", 97)
+    chunked = [render_frame(f, 160, visibility=visibility) for f in (frame, face_space)]
+    for one, many in zip(whole, chunked, strict=True):
+        assert one.any() and np.array_equal(one, many)

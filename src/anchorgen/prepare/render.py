@@ -592,11 +592,10 @@ def rasterize_mesh(
         return _to_buffers(fragments, height, width)
 
 
-def _chunk_rows(rows: list[torch.Tensor], per_row: list) -> torch.Tensor:
-    """Every candidate's row, numbered across chunks: ``rows`` (N_k,) index chunk k's rows,
-    of which there are ``len(per_row[k])`` ((R_k,) or a tuple of such)."""
-    counts = [len(r[0]) if isinstance(r, tuple) else len(r) for r in per_row[:-1]]
-    firsts = itertools.accumulate(counts, initial=0)
+def _chunk_rows(rows: list[torch.Tensor], row_counts: list[int]) -> torch.Tensor:
+    """Candidates' rows numbered across chunks: chunk k's ``rows[k]`` (N_k,) index its own
+    ``row_counts[k]`` rows."""
+    firsts = itertools.accumulate(row_counts[:-1], initial=0)
     return torch.cat([row + first for row, first in zip(rows, firsts, strict=True)])
 
 
@@ -675,7 +674,8 @@ class _MeshFragments:
         if not len(rank):
             return torch.zeros(0, 3), torch.zeros(0)
         index = _MESH_RANKS - 1 - rank
-        row = _chunk_rows([hit[0] for hit in self.hit], self.rows).index_select(0, index)
+        rows = _chunk_rows([hit[0] for hit in self.hit], [len(owner) for owner in self.rows])
+        row = rows.index_select(0, index)
         triangle = torch.cat(self.rows).index_select(0, row)
         w1, w2 = (torch.cat(w).index_select(0, index)[:, None] for w in list(zip(*self.hit))[1:])
         corner = self.corner_normals.index_select(0, triangle)  # (M, 9)
@@ -850,7 +850,8 @@ class _CapsuleFragments:
         if not len(rank):
             return torch.zeros(0, 3)
         index = (1 << _RANK_BITS) - 2 - rank
-        row = _chunk_rows([hit[0] for hit in self.hit], self.rows).index_select(0, index)
+        rows = _chunk_rows([hit[0] for hit in self.hit], [len(owner) for owner, _ in self.rows])
+        row = rows.index_select(0, index)
         c, dy = (torch.cat(column).index_select(0, row) for column in zip(*self.rows, strict=True))
         dx, on_body, nearer_a = (
             torch.cat(column).index_select(0, index) for column in list(zip(*self.hit))[1:]
