@@ -7,6 +7,8 @@ import os
 
 import cv2
 import numpy as np
+import pytest
+import torch
 
 from anchorgen.parallel import run_segments, segment_pool
 from anchorgen.prepare.crop import CropBox, apply_crop, crop_matte
@@ -136,21 +138,20 @@ def test_skipping_capsule_pixels_behind_meshes_leaves_the_image_unchanged(monkey
         scenes.append(scene)
 
     seen = []
-    original = render._capsule_fragments
+    original = render._CapsuleFragments.draw
 
-    def counting(*args, **kwargs):
-        fragments = original(*args, **kwargs)
-        seen.append(len(fragments[0]))
-        return fragments
+    def counting(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        seen.append(self.candidates)
 
-    monkeypatch.setattr(render, "_capsule_fragments", counting)
+    monkeypatch.setattr(render._CapsuleFragments, "draw", counting)
     with render._one_thread():
         culled = [scene.render(size, size, render.SURFACE_COLOR) for scene in scenes]
         monkeypatch.setattr(render, "_OCCLUSION_MARGIN", (np.inf, 0.0))  # skips nothing
         plain = [scene.render(size, size, render.SURFACE_COLOR) for scene in scenes]
     for with_skip, without in zip(culled, plain, strict=True):
         assert np.array_equal(with_skip, without)
-    assert sum(seen[: len(scenes)]) < sum(seen[len(scenes) :])  # fewer capsule fragments kept
+    assert sum(seen[: len(scenes)]) < sum(seen[len(scenes) :])  # fewer capsule rays solved
 
 
 def test_matte_size_keeps_the_aspect_and_never_enlarges():
@@ -186,3 +187,143 @@ def test_mattes_come_at_the_requested_size():
     nose = seq.pose[1, 0, :2] / 2  # pose in photo pixels, matte at half size
     assert matte[int(nose[1]), int(nose[0])] > 0.5
     assert matte[2:20, 240:].mean() < 0.5  # top-right background
+
+
+def _bounding_box_candidates(a, b, ra, rb, height, width):
+    """Every pixel of each capsule's bounding box: a loose superset of its silhouette."""
+    from anchorgen.prepare import render
+
+    radius = torch.maximum(ra, rb)
+    lo = torch.minimum(a[:, 1], b[:, 1]) - radius
+    hi = torch.maximum(a[:, 1], b[:, 1]) + radius
+    left = torch.minimum(a[:, 0], b[:, 0]).double() - radius
+    right = torch.maximum(a[:, 0], b[:, 0]).double() + radius
+
+    def span(owner, _yc):
+        return left.index_select(0, owner), right.index_select(0, owner)
+
+    yield from render._span_fragments(lo, hi, span, height, width)
+
+
+def test_capsule_silhouette_spans_keep_every_pixel_the_ray_hits(monkeypatch):
+    """Renders from the tight silhouette spans (hull of the two end discs) equal renders from
+    whole bounding boxes, for long, tapered, end-on, one-sphere-inside-the-other capsules
+    and plain spheres, with depth ties between capsules; and the spans are tighter."""
+    from anchorgen.prepare import render
+
+    rng = np.random.default_rng(7)
+    size = 80
+    cones = []
+    for _ in range(60):
+        start = rng.uniform((0, 0, 10), (size, size, 60))
+        kind = rng.integers(4)
+        if kind == 0:  # long, in the image plane or tilted
+            end = start + rng.normal(0, 25, 3)
+        elif kind == 1:  # nearly along the view: a disc seen end-on
+            end = start + np.array([*rng.normal(0, 0.5, 2), rng.uniform(-30, 30)])
+        elif kind == 2:  # a sphere
+            end = start
+        else:  # short with very different radii: one end sphere holds the other
+            end = start + rng.normal(0, 3, 3)
+        cones.append((*start, *end, *rng.uniform(1, 14, 2)))
+    cones.append(cones[-1])  # an exact duplicate: every pixel a depth tie
+    cones = np.array(cones)
+    counted = []
+    original = render._CapsuleFragments.draw
+
+    def counting(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        counted.append(self.candidates)
+
+    monkeypatch.setattr(render._CapsuleFragments, "draw", counting)
+    with render._one_thread():
+        tight = render._rasterize([], cones, size, size + 7)
+        monkeypatch.setattr(render, "_capsule_silhouettes", _bounding_box_candidates)
+        loose = render._rasterize([], cones, size, size + 7)
+    for got, expected in zip(tight, loose, strict=True):
+        order, expected_order = torch.argsort(tight[0]), torch.argsort(loose[0])
+        assert torch.equal(got[order], expected[expected_order])
+    assert counted[0] < 0.8 * counted[1]
+
+
+def test_z_buffer_keys_order_depths_and_break_ties_by_listing():
+    """Keys sort like the depths (negative, zero of either sign, positive, inf); at equal
+    depth the fragment listed last wins, and meshes win against capsules."""
+    from anchorgen.prepare import render
+
+    depth = torch.tensor([-1e30, -3.5, -1e-30, -0.0, 0.0, 1e-30, 2.0, 2.0000002, 1e30, torch.inf])
+    bits = render._ordered_bits(depth)
+    assert torch.all(bits[1:] >= bits[:-1]) and bits[3] == bits[4]
+    assert torch.all((bits[1:] > bits[:-1])[torch.arange(len(depth) - 1) != 3])
+    assert torch.equal(render._depth_from_bits(bits), depth + 0.0)
+
+    zbuffer = render._ZBuffer(4)
+    pixel = torch.tensor([0, 0, 1, 1, 2])
+    zbuffer.add(pixel, torch.tensor([5.0, 5.0, -2.0, -3.0, torch.inf]), render._MESH_RANKS - 1)
+    zbuffer.add(torch.tensor([0, 3]), torch.tensor([5.0, 1.0]), (1 << 32) - 2)  # capsules
+    covered, nearest, rank = zbuffer.winners()
+    assert covered.tolist() == [0, 1, 3]  # pixel 2 only had a miss (inf)
+    assert nearest.tolist() == [5.0, -3.0, 1.0]
+    # pixel 0: the second mesh fragment (rank MESH - 2) beats the first and the capsule
+    assert rank.tolist() == [render._MESH_RANKS - 2, render._MESH_RANKS - 4, (1 << 32) - 3]
+
+
+def _write_numbered_video(path, count, fps=25, keyframe_every=25, size=(32, 48)):
+    """H.264 with a keyframe exactly every ``keyframe_every`` frames; frame i has red
+    8 * (i % 32) and green 8 * (i // 32)."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = size[1], size[0], "yuv420p"
+        stream.options = {
+            "crf": "0",
+            "x264-params": f"keyint={keyframe_every}:min-keyint={keyframe_every}:scenecut=0",
+        }
+        for i in range(count):
+            image = np.zeros((*size, 3), np.uint8)
+            image[..., 0], image[..., 1] = 8 * (i % 32), 8 * (i // 32)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+
+
+def test_segments_decode_from_the_keyframe_before_their_start(tmp_path):
+    """A segment starting just after a keyframe decodes from that keyframe, not from the
+    one before (a second earlier), and yields the same frames as decoding from frame 0."""
+    import av
+
+    from anchorgen.io import video as video_io
+
+    path = tmp_path / "numbered.mp4"
+    _write_numbered_video(path, 100)
+    everything = list(video_io.iter_frames(path, 25.0))
+    assert len(everything) == 100
+    for start, end in ((1.04, 3.0), (2.0, 2.5), (2.52, 4.0), (3.96, 4.0)):
+        frames = list(video_io.iter_frames(path, 25.0, start, end))
+        first = round(start * 25)
+        assert len(frames) == int(np.floor((end - start) * 25 - 1e-9)) + 1  # times < end
+        for got, expected in zip(frames, everything[first:], strict=False):
+            assert np.array_equal(got, expected)
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        first_decoded = next(video_io._seek(container, stream, 2.52, 0.0))
+        assert float(first_decoded.pts * first_decoded.time_base) == pytest.approx(2.0)
+
+
+def test_renders_do_not_depend_on_the_chunk_size(monkeypatch):
+    """Rasterising in many small chunks (fragment ranks and rows numbered across chunks)
+    draws the same bytes as in one chunk, at the body and at the face scale."""
+    from anchorgen.prepare import render
+
+    frame, visibility = synthetic_frame(160)
+    face_space = {
+        part: None if points is None else points * np.float32(2.5) - np.float32((120, 60, 0))
+        for part, points in frame.items()
+    }
+    whole = [render_frame(f, 160, visibility=visibility) for f in (frame, face_space)]
+    monkeypatch.setattr(render, "_CHUNK_FRAGMENTS", 97)
+    chunked = [render_frame(f, 160, visibility=visibility) for f in (frame, face_space)]
+    for one, many in zip(whole, chunked, strict=True):
+        assert one.any() and np.array_equal(one, many)

@@ -154,13 +154,10 @@ def iter_frames(
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         base = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
-        if start > 1.0:  # jump to the keyframe before ``start`` instead of decoding from 0
-            container.seek(
-                int((start + base - 1.0) / stream.time_base), stream=stream, backward=True
-            )
+        # jump to the keyframe before ``start`` instead of decoding from 0
+        frames = _seek(container, stream, start, base) if start > 1.0 else container.decode(stream)
         k = 0
         pending: tuple[float, np.ndarray] | None = None
-        frames = container.decode(stream)
         while True:
             try:
                 frame = next(frames)
@@ -190,6 +187,26 @@ def iter_frames(
                 k += 1
     if k == 0:
         raise InputError(f"{path}: zero decodable frames in [{start}, {stop}] s")
+
+
+def _seek(container, stream, start: float, base: float) -> Iterator:
+    """Decoded frames from the keyframe at or before ``start`` seconds.
+
+    Containers with an index (MP4, MKV) land exactly there; where the first frame comes
+    after ``start`` (a seek by estimate), decoding starts again from a second earlier.
+    """
+    for margin in (0.0, 1.0):
+        container.seek(
+            int((start + base - margin) / stream.time_base), stream=stream, backward=True
+        )
+        frames = container.decode(stream)
+        first = next(frames, None)
+        if first is None:
+            return
+        if margin or first.pts is None or float(first.pts * first.time_base) - base <= start:
+            yield first
+            yield from frames
+            return
 
 
 def read_audio(

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import functools
 import itertools
 from collections.abc import Callable, Iterator
@@ -308,8 +309,62 @@ def _image_shape(size: int | tuple[int, int]) -> tuple[int, int]:
     return int(height), int(width)
 
 
-_Fragments = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
-"""(pixel (M,) int64 flat index y * W + x, depth (M,) float32, unit normal (M, 3) float32)."""
+_Fragments = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+"""The visible surface: (pixel (M,) int64 flat index y * W + x, depth (M,) float32, unit
+normal (M, 3) float32, albedo (M,) float32), one fragment per covered pixel."""
+
+_RANK_BITS = 32
+_MESH_RANKS = 1 << 31
+"""Z-buffer keys hold the depth in their high 32 bits and a rank in the low 32 bits: mesh
+fragments rank below this, capsule fragments above it. On equal depth the lower rank wins,
+so meshes win depth ties against capsules, and among meshes (capsules) the fragment
+listed last wins."""
+_EMPTY_KEY = (0x7F800000 << _RANK_BITS) | ((1 << _RANK_BITS) - 1)
+"""Key of a pixel no surface covers: depth +inf, rank above every fragment's."""
+_FINITE_KEYS = 0x7F800000 << _RANK_BITS
+"""Keys below this have a finite depth (a miss, depth +inf, never covers a pixel)."""
+_SPAN_MARGIN = 0.05
+"""Pixels by which a capsule's exact silhouette span is widened: far above the float32
+error of the hit test, so every pixel the ray hits stays a candidate."""
+
+
+def _ordered_bits(depth: torch.Tensor) -> torch.Tensor:
+    """(N,) float32 depths (no NaN) -> (N,) int64 in the same order; -0.0 equals +0.0.
+
+    Positive floats order like their bit patterns; negative ones reversed, which flipping
+    all bits but the sign undoes.
+    """
+    bits = (depth + 0.0).view(torch.int32)
+    return (bits ^ ((bits >> 31) & 0x7FFFFFFF)).long()
+
+
+def _depth_from_bits(bits: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`_ordered_bits`: (N,) int64 -> (N,) float32."""
+    bits = bits.int()
+    return (bits ^ ((bits >> 31) & 0x7FFFFFFF)).view(torch.float32)
+
+
+class _ZBuffer:
+    """Nearest fragment per pixel as one int64 key (depth bits, rank): a single scatter-min
+    per batch of fragments replaces a depth minimum followed by an index maximum."""
+
+    def __init__(self, pixels: int) -> None:
+        self.keys = torch.full((pixels,), _EMPTY_KEY, dtype=torch.int64)  # (H * W,)
+
+    def add(self, pixel: torch.Tensor, depth: torch.Tensor, first_rank: int) -> None:
+        """Fragments ranked first_rank, first_rank - 1, ... (so the last listed wins ties)."""
+        rank = first_rank - torch.arange(len(pixel))
+        self.keys.scatter_reduce_(0, pixel, (_ordered_bits(depth) << _RANK_BITS) + rank, "amin")
+
+    def nearest_depth_bits(self, pixel: torch.Tensor) -> torch.Tensor:
+        """(N,) ordered depth bits (:func:`_ordered_bits`) of the nearest fragment so far."""
+        return self.keys.index_select(0, pixel) >> _RANK_BITS
+
+    def winners(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Covered pixels in order: (pixel (M,), depth (M,) float32, rank (M,))."""
+        pixel = torch.nonzero(self.keys < _FINITE_KEYS).squeeze(1)
+        keys = self.keys.index_select(0, pixel)
+        return pixel, _depth_from_bits(keys >> _RANK_BITS), keys & ((1 << _RANK_BITS) - 1)
 
 
 def _expand(counts: torch.Tensor) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -326,7 +381,7 @@ def _expand(counts: torch.Tensor) -> Iterator[tuple[torch.Tensor, torch.Tensor]]
         owner = torch.repeat_interleave(torch.arange(start, stop), chunk)  # (N,)
         if len(owner):
             first = torch.cumsum(chunk, 0) - chunk
-            yield owner, torch.arange(len(owner)) - torch.repeat_interleave(first, chunk)
+            yield owner, torch.arange(len(owner)) - first.index_select(0, owner - start)
         start = stop
 
 
@@ -343,31 +398,57 @@ _SpanFunction = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch
 """(primitive index (R,), row centre y (R,) float64) -> x extent (left (R,), right (R,))."""
 
 
+@dataclasses.dataclass
+class _Spans:
+    """A chunk of candidate pixels, grouped in pixel rows (runs of one primitive).
+
+    Per row (R,): ``owner`` primitive, ``y`` pixel row, ``base`` flat index of its first
+    candidate and ``x_centre`` that pixel's centre x; per candidate (N,): its ``row`` and
+    ``offset`` from the row's first pixel.
+    """
+
+    owner: torch.Tensor
+    y: torch.Tensor
+    base: torch.Tensor
+    x_centre: torch.Tensor
+    row: torch.Tensor
+    offset: torch.Tensor
+
+    def pixel(self) -> torch.Tensor:
+        """(N,) flat pixel index y * W + x of every candidate."""
+        return self.base.index_select(0, self.row) + self.offset
+
+    def x(self) -> torch.Tensor:
+        """(N,) float32 pixel-centre x of every candidate."""
+        return self.x_centre.index_select(0, self.row) + self.offset.float()
+
+    def select(self, keep: torch.Tensor) -> _Spans:
+        """The candidates at indices ``keep`` (N',)."""
+        return dataclasses.replace(
+            self, row=self.row.index_select(0, keep), offset=self.offset.index_select(0, keep)
+        )
+
+
 def _span_fragments(
     y_lo: torch.Tensor, y_hi: torch.Tensor, span: _SpanFunction, height: int, width: int
-) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+) -> Iterator[_Spans]:
     """Candidate pixels of K primitives, scanline by scanline, in chunks.
 
     Each primitive covers the pixel rows whose centre lies in [y_lo, y_hi] ((K,) each);
-    ``span`` gives its x extent on each of those rows. Yields (primitive index, px, py),
-    each (N,) int64: every pixel whose centre lies in a span.
+    ``span`` gives its x extent on each of those rows. Yields every pixel whose centre lies
+    in a span, primitive by primitive, row by row, left to right.
     """
     y0, rows = _pixel_range(y_lo, y_hi, height)
     for owner, local in _expand(rows):
         row_y = y0.index_select(0, owner) + local  # (R,)
         left, right = span(owner, row_y.double() + 0.5)
         x0, count = _pixel_range(left, right, width)
+        base, x_centre = row_y * width + x0, x0.float() + 0.5
         for row, offset in _expand(count):
-            yield (
-                owner.index_select(0, row),
-                x0.index_select(0, row) + offset,
-                row_y.index_select(0, row),
-            )
+            yield _Spans(owner, row_y, base, x_centre, row, offset)
 
 
-def _triangle_fragments(
-    tri: torch.Tensor, height: int, width: int
-) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+def _triangle_fragments(tri: torch.Tensor, height: int, width: int) -> Iterator[_Spans]:
     """Pixels whose centre lies in each triangle, in chunks (see :func:`_span_fragments`).
 
     ``tri``: (F, 3 corners, 2 or more) with x, y first. On a row at height yc the span
@@ -392,67 +473,60 @@ def _triangle_fragments(
     yield from _span_fragments(tri[:, :, 1].amin(1), tri[:, :, 1].amax(1), span, height, width)
 
 
-def _cone_fragments(
-    a: torch.Tensor, b: torch.Tensor, radius: torch.Tensor, height: int, width: int
-) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """Candidate pixels of capsules ((K, 3) ends, (K,) largest radius R), in chunks.
+def _capsule_silhouettes(
+    a: torch.Tensor, b: torch.Tensor, ra: torch.Tensor, rb: torch.Tensor, height: int, width: int
+) -> Iterator[_Spans]:
+    """Candidate pixels of round cones ((K, 3) ends, (K,) end radii), in chunks.
 
-    On a row at height yc, the axis points with |y - yc| <= R lie between two parameters
-    of the segment; the span is their x range widened by R on both sides (a superset of
-    the capsule's pixels, much tighter than its bounding box for slanted limbs).
+    A round cone seen along z covers the convex hull of its end discs (the projection of
+    the hull of two spheres is the hull of their projections). On a row at height yc the
+    hull's extent is the extreme crossings of the two circles and of the two outer tangent
+    segments, widened by :data:`_SPAN_MARGIN`.
     """
-    ends = torch.stack([a[:, 0], a[:, 1], b[:, 0], b[:, 1], radius]).double()  # (5, K)
+    ends = torch.stack([a[:, 0], a[:, 1], ra, b[:, 0], b[:, 1], rb]).double()  # (6, K)
+    ax, ay, rad_a, bx, by, rad_b = ends
+    dx, dy = bx - ax, by - ay
+    length = torch.sqrt(dx * dx + dy * dy)
+    sine = (rad_a - rad_b) / length.clamp(min=1e-12)  # of the tangents' angle to the axis
+    has_tangents = (length > 0) & (sine.abs() < 1)
+    cosine = torch.sqrt((1 - sine * sine).clamp(min=0))
+    ux, uy = dx / length.clamp(min=1e-12), dy / length.clamp(min=1e-12)
+    tangent_points = []
+    for side in (1.0, -1.0):  # outward normal sine u + side cosine u_perp, u_perp = (-uy, ux)
+        nx, ny = sine * ux - side * cosine * uy, sine * uy + side * cosine * ux
+        p_x, p_y = ax + rad_a * nx, ay + rad_a * ny
+        q_x, q_y = bx + rad_b * nx, by + rad_b * ny
+        # without outer tangents (one disc inside the other) the segment shrinks to a point
+        tangent_points += [torch.where(has_tangents, v, ax) for v in (p_x, q_x)]
+        tangent_points += [torch.where(has_tangents, v, ay) for v in (p_y, q_y)]
+    table = torch.stack([*ends, *tangent_points])  # (14, K)
 
     def span(owner: torch.Tensor, yc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        ax, ay, bx, by, r = ends.index_select(1, owner)
-        dy = torch.where(by == ay, 1.0, by - ay)
-        t1 = ((yc - r - ay) / dy).clamp(0, 1)
-        t2 = ((yc + r - ay) / dy).clamp(0, 1)
-        flat = by == ay  # horizontal axis: the whole segment is within reach of the row
-        t1, t2 = torch.where(flat, 0.0, t1), torch.where(flat, 1.0, t2)
-        x1, x2 = ax + t1 * (bx - ax), ax + t2 * (bx - ax)
-        return torch.minimum(x1, x2) - r, torch.maximum(x1, x2) + r
+        c = table.index_select(1, owner)
+        left = torch.full_like(yc, torch.inf)
+        right = torch.full_like(yc, -torch.inf)
+        for cx, cy, r in (c[0:3], c[3:6]):
+            h = r * r - (yc - cy) ** 2
+            half = torch.sqrt(h.clamp(min=0))
+            crosses = h >= 0
+            left = torch.where(crosses, torch.minimum(left, cx - half), left)
+            right = torch.where(crosses, torch.maximum(right, cx + half), right)
+        for px, qx, py, qy in (c[6:10], c[10:14]):
+            t = (yc - py) / torch.where(qy == py, 1.0, qy - py)
+            crosses = (qy != py) & (t >= 0) & (t <= 1)
+            x = px + t * (qx - px)
+            left = torch.where(crosses, torch.minimum(left, x), left)
+            right = torch.where(crosses, torch.maximum(right, x), right)
+        return left - _SPAN_MARGIN, right + _SPAN_MARGIN
 
-    lo = torch.minimum(a[:, 1], b[:, 1]) - radius
-    hi = torch.maximum(a[:, 1], b[:, 1]) + radius
+    lo = torch.minimum(ay - rad_a, by - rad_b) - _SPAN_MARGIN
+    hi = torch.maximum(ay + rad_a, by + rad_b) + _SPAN_MARGIN
     yield from _span_fragments(lo, hi, span, height, width)
-
-
-def _pick_front(pixel: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
-    """Z-test: index (M,) of the nearest fragment at each covered pixel, in pixel order.
-
-    _Fragments with infinite depth are misses. Among fragments of equal depth the one
-    listed last wins (a scatter max does not depend on the order of operations).
-    """
-    if not len(pixel):
-        return torch.zeros(0, dtype=torch.long)
-    # Buffers span only the covered pixel range [first, last] of the image.
-    first = int(pixel.min())
-    local = pixel - first
-    span = int(pixel.max()) - first + 1
-    nearest = torch.full((span,), torch.inf).scatter_reduce(0, local, depth, "amin")
-    is_front = (depth == nearest.index_select(0, local)) & (depth < torch.inf)
-    candidate = torch.where(is_front, torch.arange(len(pixel)), -1)
-    winner = torch.full((span,), -1, dtype=torch.long).scatter_reduce(0, local, candidate, "amax")
-    return winner.masked_select(winner >= 0)
-
-
-def _nearest_of(parts: list[tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, ...]:
-    """Concatenate per-pixel fragment tuples (pixel, depth, ...) and keep the nearest per pixel."""
-    if len(parts) == 1:
-        return parts[0]
-    joined = [torch.cat(column) for column in zip(*parts, strict=True)]
-    keep = _pick_front(joined[0], joined[1])
-    return tuple(column.index_select(0, keep) for column in joined)
-
-
-def _no_fragments() -> _Fragments:
-    return torch.zeros(0, dtype=torch.long), torch.zeros(0), torch.zeros(0, 3)
 
 
 def _to_buffers(fragments: _Fragments, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     """_Fragments -> depth (H, W) (inf = background) and normal (H, W, 3) arrays."""
-    pixel, depth, normal = fragments
+    pixel, depth, normal, _ = fragments
     depth_buffer = torch.full((height * width,), torch.inf)
     normal_buffer = torch.zeros(height * width, 3)
     depth_buffer[pixel] = depth
@@ -467,7 +541,9 @@ def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """
     v = np.asarray(vertices, np.float64)
     tri = v[faces]  # (F, 3, 3)
-    face_normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])  # (F, 3)
+    (a0, a1, a2), (b0, b1, b2) = (tri[:, 1] - tri[:, 0]).T, (tri[:, 2] - tri[:, 0]).T
+    # the cross product, as np.cross computes it (its set-up costs more than the arithmetic)
+    face_normal = np.stack([a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0], 1)  # (F, 3)
     index = faces.reshape(-1)
     summed = np.stack(
         [np.bincount(index, np.repeat(face_normal[:, k], 3), minlength=len(v)) for k in range(3)],
@@ -512,45 +588,99 @@ def rasterize_mesh(
     height, width = _image_shape(size)
     vertices, faces = _check_mesh(vertices, faces)
     with _one_thread():
-        return _to_buffers(_mesh_fragments(vertices, faces, height, width), height, width)
+        fragments = _rasterize([(vertices, faces, 1.0)], None, height, width)
+        return _to_buffers(fragments, height, width)
 
 
-def _mesh_fragments(vertices: np.ndarray, faces: np.ndarray, height: int, width: int) -> _Fragments:
-    """:func:`rasterize_mesh` on validated input, as one fragment per covered pixel."""
-    if not len(faces):
-        return _no_fragments()
-    v_normal = torch.from_numpy(vertex_normals(vertices, faces))  # (V, 3)
-    faces_t = torch.from_numpy(faces)  # (F, 3)
-    tri = torch.from_numpy(vertices)[faces_t]  # (F, 3 corners, 3 xyz)
-    edge_1, edge_2 = tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]  # (F, 3)
-    area = edge_1[:, 0] * edge_2[:, 1] - edge_1[:, 1] * edge_2[:, 0]  # (F,) twice signed area
-    keep = area.abs() > 1e-8  # triangles seen edge-on cover no pixel centre
-    tri, faces_t = tri[keep], faces_t[keep]
-    # Per-triangle rows, gathered once per pixel: (10, F).
-    table = torch.cat([tri[:, 0], edge_1[keep], edge_2[keep], 1.0 / area[keep, None]], 1).T
-    parts = []
-    for ids, px, py in _triangle_fragments(tri, height, width):
-        x0, y0, z0, e1x, e1y, e1z, e2x, e2y, e2z, inv_area = table.index_select(1, ids)
-        x = px.float() + 0.5 - x0
-        y = py.float() + 0.5 - y0
-        # Barycentric coordinates of the pixel centre (Cramer's rule).
-        w1 = (x * e2y - y * e2x) * inv_area
-        w2 = (y * e1x - x * e1y) * inv_area
-        z = z0 + w1 * e1z + w2 * e2z
-        pixel = py * width + px
-        front = _pick_front(pixel, z)
-        w1, w2 = w1.index_select(0, front)[:, None], w2.index_select(0, front)[:, None]
-        corners = faces_t.index_select(0, ids.index_select(0, front))  # (M, 3)
-        corner = v_normal.index_select(0, corners.view(-1)).view(-1, 3, 3)  # (M, 3 corners, 3)
-        n = corner[:, 0] + w1 * (corner[:, 1] - corner[:, 0]) + w2 * (corner[:, 2] - corner[:, 0])
-        parts.append(
-            (
-                pixel.index_select(0, front),
-                z.index_select(0, front),
-                torch.nn.functional.normalize(n, dim=1),
+def _chunk_rows(rows: list[torch.Tensor], row_counts: list[int]) -> torch.Tensor:
+    """Candidates' rows numbered across chunks: chunk k's ``rows[k]`` (N_k,) index its own
+    ``row_counts[k]`` rows."""
+    firsts = itertools.accumulate(row_counts[:-1], initial=0)
+    return torch.cat([row + first for row, first in zip(rows, firsts, strict=True)])
+
+
+class _MeshFragments:
+    """Triangles of several meshes and their candidate pixels' barycentric coordinates.
+
+    Depth at a pixel centre from its barycentric coordinates (Cramer's rule); the normal
+    interpolates the area-weighted vertex normals and is computed only where the triangle
+    wins the z-test.
+    """
+
+    def __init__(self, meshes: list[tuple[np.ndarray, np.ndarray, float]]) -> None:
+        tris, corner_normals, albedos = [], [], []
+        for vertices, faces, albedo in meshes:
+            if not len(faces):
+                continue
+            faces_t = torch.from_numpy(faces)  # (F, 3)
+            tri = torch.from_numpy(vertices).index_select(0, faces_t.view(-1)).view(-1, 3, 3)
+            edge_1, edge_2 = tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]  # (F, 3)
+            area = edge_1[:, 0] * edge_2[:, 1] - edge_1[:, 1] * edge_2[:, 0]  # twice signed
+            # triangles seen edge-on cover no pixel centre
+            keep = torch.nonzero(area.abs() > 1e-8).squeeze(1)  # (F',)
+            tri, edge_1, edge_2, area = (
+                v.index_select(0, keep) for v in (tri, edge_1, edge_2, area)
             )
-        )
-    return _nearest_of(parts) if parts else _no_fragments()
+            corner = (
+                torch.from_numpy(vertex_normals(vertices, faces))
+                .index_select(0, faces_t.index_select(0, keep).view(-1))
+                .view(-1, 3, 3)
+            )  # (F', 3 corners, 3)
+            tris.append((tri, edge_1, edge_2, 1.0 / area))
+            corner_normals.append(
+                torch.cat(
+                    [corner[:, 0], corner[:, 1] - corner[:, 0], corner[:, 2] - corner[:, 0]], 1
+                )
+            )
+            albedos.append(torch.full((len(keep),), float(albedo)))
+        self.count = sum(len(t[0]) for t in tris)
+        if not self.count:
+            return
+        tri, edge_1, edge_2, inv_area = (torch.cat(column) for column in zip(*tris, strict=True))
+        self.tri = tri  # (T, 3, 3)
+        # per-triangle rows: x0, y0, z0, e1 xyz, e2 xyz, 1 / area: (10, T)
+        self.table = torch.cat([tri[:, 0], edge_1, edge_2, inv_area[:, None]], 1).T.contiguous()
+        self.corner_normals = torch.cat(corner_normals)  # (T, 9): n0, n1 - n0, n2 - n0
+        self.albedo = torch.cat(albedos)  # (T,)
+        self.rows: list[torch.Tensor] = []  # per chunk: the triangle of each row (R,)
+        self.hit: list[tuple[torch.Tensor, ...]] = []  # per chunk: row, w1, w2 (N,)
+
+    def draw(self, zbuffer: _ZBuffer, height: int, width: int) -> None:
+        """Z-test every candidate pixel (ranks below :data:`_MESH_RANKS`, last listed wins)."""
+        if not self.count:
+            return
+        drawn = 0
+        for spans in _triangle_fragments(self.tri, height, width):
+            x0, y0, z0, e1x, e1y, e1z, e2x, e2y, e2z, inv_area = self.table.index_select(
+                1, spans.owner
+            )  # per row (R,)
+            y = spans.y.float() + 0.5 - y0
+            rows = torch.stack([x0, e2y, y * e2x, y * e1x, e1y, inv_area, z0, e1z, e2z])  # (9, R)
+            r_x0, r_e2y, r_ye2x, r_ye1x, r_e1y, r_inv, r_z0, r_e1z, r_e2z = rows.index_select(
+                1, spans.row
+            )
+            x = spans.x() - r_x0
+            # Barycentric coordinates of the pixel centre (Cramer's rule).
+            w1 = (x * r_e2y - r_ye2x) * r_inv
+            w2 = (r_ye1x - x * r_e1y) * r_inv
+            z = r_z0 + w1 * r_e1z + w2 * r_e2z
+            zbuffer.add(spans.pixel(), z, _MESH_RANKS - 1 - drawn)
+            drawn += len(z)
+            self.rows.append(spans.owner)
+            self.hit.append((spans.row, w1, w2))
+
+    def shade_input(self, rank: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Unit normal (M, 3) and albedo (M,) of the winning fragments of these ranks."""
+        if not len(rank):
+            return torch.zeros(0, 3), torch.zeros(0)
+        index = _MESH_RANKS - 1 - rank
+        rows = _chunk_rows([hit[0] for hit in self.hit], [len(owner) for owner in self.rows])
+        row = rows.index_select(0, index)
+        triangle = torch.cat(self.rows).index_select(0, row)
+        w1, w2 = (torch.cat(w).index_select(0, index)[:, None] for w in list(zip(*self.hit))[1:])
+        corner = self.corner_normals.index_select(0, triangle)  # (M, 9)
+        n = corner[:, 0:3] + w1 * corner[:, 3:6] + w2 * corner[:, 6:9]
+        return torch.nn.functional.normalize(n, dim=1), self.albedo.index_select(0, triangle)
 
 
 def rasterize_capsules(
@@ -583,100 +713,190 @@ def rasterize_capsules(
             f"{start.shape}, {end.shape}, {radius.shape}"
         )
     with _one_thread():
-        fragments = _capsule_fragments(start, end, radius, height, width)
-        return _to_buffers(fragments, height, width)
+        cones = np.concatenate([start, end, radius], 1)
+        return _to_buffers(_rasterize([], cones, height, width), height, width)
 
 
-def _capsule_fragments(
-    start: np.ndarray,
-    end: np.ndarray,
-    radius: np.ndarray,
-    height: int,
-    width: int,
-    occluder: torch.Tensor | None = None,
-) -> _Fragments:
-    """:func:`rasterize_capsules` on validated input (radius (K, 2)), one fragment per
-    covered pixel.
+class _CapsuleFragments:
+    """Round cones ((K, 8) rows: start xyz, end xyz, start and end radius) and the ray hits
+    of their candidate pixels.
 
     Quilez's round-cone quadratic is used divided through by |b - a|^2 (unit axis u,
     rr' = (ra - rb) / |b - a|): its terms are then squared pixel distances, which float32
-    differences accurately.
-
-    ``occluder`` ((H * W,) depth, inf where empty) is a surface drawn with these capsules
-    that wins depth ties (the meshes of a scene): candidate pixels where a capsule's
-    nearest possible point, min(a_z - r_a, b_z - r_b) (a round cone is the convex hull of
-    its end spheres), lies behind it by more than :data:`_OCCLUSION_MARGIN` are skipped
-    before the ray is solved. Such a pixel can only lose the z-test, so the image does not
-    change; only the returned capsule fragments behind the occluder may differ.
+    differences accurately. The normal is computed only where the cone wins the z-test.
     """
-    keep = np.isfinite(start).all(1) & np.isfinite(end).all(1) & (radius > 0).all(1)
-    if not keep.any():
-        return _no_fragments()
-    a = torch.from_numpy(start[keep].astype(np.float32))  # (K, 3)
-    b = torch.from_numpy(end[keep].astype(np.float32))
-    ra, rb = torch.from_numpy(radius[keep].astype(np.float32)).T  # (K,) each
-    length = (b - a).norm(dim=1)  # (K,)
-    is_sphere = length < 1e-4
-    inv_length = torch.where(is_sphere, 0.0, 1.0 / length.clamp(min=1e-4))
-    u = (b - a) * inv_length[:, None]  # unit axis (zero for a sphere)
-    slope = (ra - rb) * inv_length  # rr': how fast the radius shrinks along the axis
-    d2 = 1.0 - slope**2  # (squared tangent length) / |b - a|^2
-    # Quadratic in t for the cone: k2 t^2 + 2 k1 t + k0 = 0, k2 = ux^2 + uy^2 - rr'^2.
-    k2 = u[:, 0] ** 2 + u[:, 1] ** 2 - slope**2
-    cone_ok = ~is_sphere & (k2 > 1e-6)  # else the cone is seen end-on: only spheres show
-    # Per-cone rows, gathered once per candidate pixel: (14, K).
-    table = torch.stack(
-        [*a.T, *(b - a).T, *u.T, ra, rb, slope, d2 * length, d2, torch.where(cone_ok, k2, 1.0)]
-    )
-    if occluder is not None:
-        nearest = torch.minimum(a[:, 2] - ra, b[:, 2] - rb)  # (K,) nearest depth of each cone
-        pixels, relative = _OCCLUSION_MARGIN
-        cull_beyond = nearest - pixels - relative * nearest.abs()
-    parts = []
-    for ids, px, py in _cone_fragments(a, b, torch.maximum(ra, rb), height, width):
-        if occluder is not None:
-            seen = cull_beyond.index_select(0, ids) <= occluder.index_select(0, py * width + px)
-            ids, px, py = ids[seen], px[seen], py[seen]
-            if not len(ids):
-                continue
-        ax, ay, az, bax, bay, baz, ux, uy, uz, ra_i, rb_i, slope_i, y_max, d2_i, k2_i = (
-            table.index_select(1, ids)
+
+    def __init__(self, cones: np.ndarray) -> None:
+        keep = np.isfinite(cones).all(1) & (cones[:, 6:] > 0).all(1)
+        self.count = int(keep.sum())
+        if not self.count:
+            return
+        cones = torch.from_numpy(cones[keep].astype(np.float32))
+        a, b = cones[:, 0:3], cones[:, 3:6]  # (K, 3)
+        ra, rb = cones[:, 6], cones[:, 7]  # (K,)
+        length = (b - a).norm(dim=1)  # (K,)
+        is_sphere = length < 1e-4
+        inv_length = torch.where(is_sphere, 0.0, 1.0 / length.clamp(min=1e-4))
+        u = (b - a) * inv_length[:, None]  # unit axis (zero for a sphere)
+        slope = (ra - rb) * inv_length  # rr': how fast the radius shrinks along the axis
+        d2 = 1.0 - slope**2  # (squared tangent length) / |b - a|^2
+        # Quadratic in t for the cone: k2 t^2 + 2 k1 t + k0 = 0, k2 = ux^2 + uy^2 - rr'^2.
+        k2 = u[:, 0] ** 2 + u[:, 1] ** 2 - slope**2
+        self.cone_ok = ~is_sphere & (k2 > 1e-6)  # else the cone is seen end-on: only spheres
+        self.a, self.b, self.ra, self.rb = a, b, ra, rb
+        self.u, self.slope, self.d2 = u, slope, d2
+        # Per-cone rows: (15, K).
+        self.table = torch.stack(
+            [
+                *a.T,
+                *(b - a).T,
+                *u.T,
+                ra,
+                rb * rb,
+                slope,
+                d2 * length,
+                d2,
+                torch.where(self.cone_ok, k2, 1.0),
+            ]
         )
-        # Ray from (x, y, az) along +z; t is the depth offset from az.
-        dx = px.float() + 0.5 - ax
-        dy = py.float() + 0.5 - ay
-        k = ux * dx + uy * dy  # u . (ray origin - a)
-        m5 = dx * dx + dy * dy
-        k1 = uz * (slope_i * ra_i - k)
-        k0 = d2_i * m5 - k * k + 2 * k * slope_i * ra_i - ra_i * ra_i
-        h = k1 * k1 - k0 * k2_i
-        t_body = (-torch.sqrt(h.clamp(min=0)) - k1) / k2_i
-        y_body = k - ra_i * slope_i + t_body * uz  # position along the axis, times 1/|b - a|
-        cone_ok_i = cone_ok.index_select(0, ids)
-        on_body = cone_ok_i & (h >= 0) & (y_body > 0) & (y_body < y_max)
-        h_a = ra_i * ra_i - m5
-        h_b = rb_i * rb_i - (dx - bax) ** 2 - (dy - bay) ** 2
-        t_a = torch.where(h_a >= 0, -torch.sqrt(h_a.clamp(min=0)), torch.inf)
-        t_b = torch.where(h_b >= 0, baz - torch.sqrt(h_b.clamp(min=0)), torch.inf)
-        may_hit = ~cone_ok_i | (h >= 0)  # a ray that misses the infinite cone misses all
-        t_cap = torch.where(may_hit, torch.minimum(t_a, t_b), torch.inf)
-        z = az + torch.where(on_body, t_body, t_cap)
-        pixel = py * width + px
-        front = _pick_front(pixel, z)
-        c = ids.index_select(0, front)
-        # Normals from the hit point p: cone d2 (p - a) - u (u.(p - a) - ra rr'); spheres
-        # (p - centre).
-        pixel, z, dx, dy, az, t_a, t_b, on_body = (
-            v.index_select(0, front) for v in (pixel, z, dx, dy, az, t_a, t_b, on_body)
+        self.rows: list[tuple[torch.Tensor, torch.Tensor]] = []  # per chunk: owner, dy (R,)
+        self.hit: list[tuple[torch.Tensor, ...]] = []  # per chunk: row, dx, on body, nearer a
+        self.candidates = 0  # pixels whose ray was solved
+
+    def draw(self, zbuffer: _ZBuffer, height: int, width: int, occluded: bool) -> None:
+        """Z-test every candidate pixel (ranks from 2^32 - 2 down, last listed wins).
+
+        With ``occluded``, the meshes already in ``zbuffer`` win depth ties: candidate
+        pixels where a cone's nearest possible point, min(a_z - r_a, b_z - r_b) (a round
+        cone is the convex hull of its end spheres), lies behind them by more than
+        :data:`_OCCLUSION_MARGIN` are skipped before the ray is solved. Such a pixel could
+        only lose the z-test, so the image does not change.
+        """
+        if not self.count:
+            return
+        if occluded:
+            nearest = torch.minimum(self.a[:, 2] - self.ra, self.b[:, 2] - self.rb)  # (K,)
+            pixels, relative = _OCCLUSION_MARGIN
+            cull_beyond = _ordered_bits(nearest - pixels - relative * nearest.abs())
+        drawn = 0
+        for spans in _capsule_silhouettes(self.a, self.b, self.ra, self.rb, height, width):
+            owner = spans.owner
+            pixel = spans.pixel()
+            if occluded:
+                seen = cull_beyond.index_select(0, owner).index_select(0, spans.row) <= (
+                    zbuffer.nearest_depth_bits(pixel)
+                )
+                keep = torch.nonzero(seen).squeeze(1)
+                if not len(keep):
+                    continue
+                spans, pixel = spans.select(keep), pixel.index_select(0, keep)
+            # Ray from (x, y, az) along +z; t is the depth offset from az. Per row (R,):
+            ax, ay, az, bax, bay, baz, ux, uy, uz, ra, rb2, slope, y_max, d2, k2 = (
+                self.table.index_select(1, owner)
+            )
+            dy = spans.y.float() + 0.5 - ay
+            rows = torch.stack(
+                [
+                    ax,
+                    ux,
+                    uy * dy,
+                    dy * dy,
+                    uz,
+                    d2,
+                    slope,
+                    ra,
+                    k2,
+                    y_max,
+                    rb2,
+                    bax,
+                    (dy - bay) ** 2,
+                    baz,
+                    az,
+                ]
+            )  # (15, R)
+            cone_ok = self.cone_ok.index_select(0, owner).index_select(0, spans.row)
+            (
+                r_ax, r_ux, r_uy_dy, r_dy2, r_uz, r_d2, r_slope, r_ra, r_k2, r_y_max, r_rb2, r_bax,
+                r_dyb2, r_baz, r_az,
+            ) = rows.index_select(1, spans.row)  # fmt: skip
+            r_sr, r_ra2 = r_slope * r_ra, r_ra * r_ra
+            dx = spans.x() - r_ax
+            k = r_ux * dx + r_uy_dy  # u . (ray origin - a)
+            m5 = dx * dx + r_dy2
+            k1 = r_uz * (r_sr - k)
+            k0 = r_d2 * m5 - k * k + 2 * k * r_slope * r_ra - r_ra2
+            h = k1 * k1 - k0 * r_k2
+            t_body = (-torch.sqrt(h.clamp(min=0)) - k1) / r_k2
+            y_body = k - r_sr + t_body * r_uz  # position along the axis, times 1/|b - a|
+            on_body = cone_ok & (h >= 0) & (y_body > 0) & (y_body < r_y_max)
+            h_a = r_ra2 - m5
+            h_b = r_rb2 - (dx - r_bax) ** 2 - r_dyb2
+            t_a = torch.where(h_a >= 0, -torch.sqrt(h_a.clamp(min=0)), torch.inf)
+            t_b = torch.where(h_b >= 0, r_baz - torch.sqrt(h_b.clamp(min=0)), torch.inf)
+            may_hit = ~cone_ok | (h >= 0)  # a ray that misses the infinite cone misses all
+            t_cap = torch.where(may_hit, torch.minimum(t_a, t_b), torch.inf)
+            z = r_az + torch.where(on_body, t_body, t_cap)
+            zbuffer.add(pixel, z, (1 << _RANK_BITS) - 2 - drawn)
+            drawn += len(z)
+            self.rows.append((owner, dy))
+            self.hit.append((spans.row, dx, on_body, t_a <= t_b))
+        self.candidates = drawn
+
+    def shade_input(self, rank: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
+        """Unit normal (M, 3) of the winning fragments of these ranks at these depths.
+
+        From the hit point p: cone d2 (p - a) - u (u.(p - a) - ra rr'); spheres (p - centre).
+        """
+        if not len(rank):
+            return torch.zeros(0, 3)
+        index = (1 << _RANK_BITS) - 2 - rank
+        rows = _chunk_rows([hit[0] for hit in self.hit], [len(owner) for owner, _ in self.rows])
+        row = rows.index_select(0, index)
+        c, dy = (torch.cat(column).index_select(0, row) for column in zip(*self.rows, strict=True))
+        dx, on_body, nearer_a = (
+            torch.cat(column).index_select(0, index) for column in list(zip(*self.hit))[1:]
         )
-        u_c, ra_c, slope_c, d2_c, ba_c = (v.index_select(0, c) for v in (u, ra, slope, d2, b - a))
-        pa = torch.stack([dx, dy, z - az], 1)  # (M, 3) p - a
-        axial = u_c[:, 0] * dx + u_c[:, 1] * dy + u_c[:, 2] * pa[:, 2] - ra_c * slope_c
-        cone_n = d2_c[:, None] * pa - u_c * axial[:, None]
-        sphere_n = torch.where((t_a <= t_b)[:, None], pa, pa - ba_c)
+        u, ra, slope, d2, ba = (
+            v.index_select(0, c) for v in (self.u, self.ra, self.slope, self.d2, self.b - self.a)
+        )
+        pa = torch.stack([dx, dy, depth - self.a[:, 2].index_select(0, c)], 1)  # (M, 3) p - a
+        axial = u[:, 0] * dx + u[:, 1] * dy + u[:, 2] * pa[:, 2] - ra * slope
+        cone_n = d2[:, None] * pa - u * axial[:, None]
+        sphere_n = torch.where(nearer_a[:, None], pa, pa - ba)
         n = torch.where(on_body[:, None], cone_n, sphere_n)
-        parts.append((pixel, z, torch.nn.functional.normalize(n, dim=1)))
-    return _nearest_of(parts) if parts else _no_fragments()
+        return torch.nn.functional.normalize(n, dim=1)
+
+
+def _rasterize(
+    meshes: list[tuple[np.ndarray, np.ndarray, float]],
+    cones: np.ndarray | None,
+    height: int,
+    width: int,
+) -> _Fragments:
+    """Nearest surface at every pixel over meshes (validated (vertices, faces, albedo)) and
+    round cones ((K, 8) rows: start xyz, end xyz, start and end radius; albedo 1).
+
+    Meshes are drawn first and win depth ties, so capsule pixels hidden behind them are
+    skipped unsolved (the head sphere behind the face mesh).
+    """
+    zbuffer = _ZBuffer(height * width)
+    mesh = _MeshFragments(meshes)
+    mesh.draw(zbuffer, height, width)
+    capsules = _CapsuleFragments(np.zeros((0, 8)) if cones is None else cones)
+    capsules.draw(zbuffer, height, width, occluded=mesh.count > 0)
+    pixel, depth, rank = zbuffer.winners()
+    on_mesh = rank < _MESH_RANKS
+    at_mesh, at_capsule = torch.nonzero(on_mesh).squeeze(1), torch.nonzero(~on_mesh).squeeze(1)
+    mesh_normal, mesh_albedo = mesh.shade_input(rank.index_select(0, at_mesh))
+    capsule_depth = depth.index_select(0, at_capsule)
+    return (
+        torch.cat([pixel.index_select(0, at_mesh), pixel.index_select(0, at_capsule)]),
+        torch.cat([depth.index_select(0, at_mesh), capsule_depth]),
+        torch.cat(
+            [mesh_normal, capsules.shade_input(rank.index_select(0, at_capsule), capsule_depth)]
+        ),
+        torch.cat([mesh_albedo, torch.ones(len(at_capsule))]),
+    )
 
 
 def _lambert(normal: torch.Tensor, albedo: torch.Tensor, color: tuple[float, ...]) -> torch.Tensor:
@@ -722,17 +942,15 @@ class _Scene:
     """Primitives of one frame: tapered capsules (spheres) and meshes with an albedo each."""
 
     def __init__(self) -> None:
-        self.cones: list[np.ndarray] = []  # rows (start xyz, end xyz, start radius, end radius)
+        self.cones: list[tuple] = []  # rows (start xyz, end xyz, start radius, end radius)
         self.meshes: list[tuple[np.ndarray, np.ndarray, float]] = []
 
     def capsule(
         self, start: np.ndarray, end: np.ndarray, radius: float, end_radius: float | None = None
     ) -> None:
-        """A capsule, tapered to ``end_radius`` at ``end`` when given; skipped if not finite."""
+        """A capsule, tapered to ``end_radius`` at ``end`` when given (not finite: not drawn)."""
         end_radius = radius if end_radius is None else end_radius
-        row = np.concatenate([start, end, [radius, end_radius]]).astype(np.float64)
-        if np.isfinite(row).all():
-            self.cones.append(row)
+        self.cones.append((*start, *end, radius, end_radius))
 
     def sphere(self, centre: np.ndarray, radius: float) -> None:
         self.capsule(centre, centre, radius)
@@ -742,32 +960,13 @@ class _Scene:
 
     def render(self, height: int, width: int, color: tuple[float, float, float]) -> np.ndarray:
         """Nearest surface over all primitives, shaded -> (H, W, 3) uint8."""
-        meshes = []
-        for vertices, faces, albedo in self.meshes:
-            fragments = _mesh_fragments(*_check_mesh(vertices, faces), height, width)
-            meshes.append((*fragments, torch.full((len(fragments[0]),), albedo)))
-        groups = []
-        if self.cones:
-            cones = np.stack(self.cones)  # (K, 8)
-            # Capsules come first in the z-test, so meshes win depth ties: capsule pixels
-            # hidden behind a mesh are skipped (the head sphere behind the face mesh).
-            occluder = torch.full((height * width,), torch.inf)
-            for pixel, depth, *_ in meshes:
-                occluder.scatter_reduce_(0, pixel, depth, "amin")
-            fragments = _capsule_fragments(
-                cones[:, :3],
-                cones[:, 3:6],
-                cones[:, 6:],
-                height,
-                width,
-                occluder if meshes else None,
-            )
-            groups.append((*fragments, torch.ones(len(fragments[0]))))
-        groups += meshes
+        meshes = [
+            (*_check_mesh(vertices, faces), albedo) for vertices, faces, albedo in self.meshes
+        ]
+        cones = np.array(self.cones, np.float64) if self.cones else None  # (K, 8)
+        pixel, _, normal, albedo = _rasterize(meshes, cones, height, width)
         image = torch.zeros(height * width, 3, dtype=torch.uint8)
-        if groups:
-            pixel, _, normal, albedo = _nearest_of(groups)
-            image[pixel] = _lambert(normal, albedo, color)
+        image.index_copy_(0, pixel, _lambert(normal, albedo, color))
         return image.view(height, width, 3).numpy()
 
 
