@@ -141,6 +141,9 @@ class FacePipeline:
         ``face_conditions`` up to this size are kept on the model's device
         (``accel.cache_frames``). ``feather_px``: blend-mask feather; None: 12 px per 256 px
         of crop, as ``prepare``'s training masks. Other arguments as ``AnchorPipeline``.
+        Under a process group of several ranks every rank calls this: the inpainting
+        inputs, the denoise windows and the decode are split across them, all before the
+        first frame is yielded, and every rank then yields the whole video.
         """
         conditions = as_frame_source(conditions)
         length = len(frames)
