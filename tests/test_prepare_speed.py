@@ -21,6 +21,21 @@ REFERENCE_RENDER_SHA256 = "51a325a792918fc9126312e13ae3b61ad021c0739042a30344f9e
 has to draw the same bytes; change this only with a deliberate change of the render look."""
 
 
+def _count_capsule_candidates(monkeypatch) -> list:
+    """A list that receives each capsule draw's candidate-pixel count while the test runs."""
+    from anchorgen.prepare import render
+
+    counted = []
+    original = render._CapsuleFragments.draw
+
+    def counting(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        counted.append(self.candidates)
+
+    monkeypatch.setattr(render._CapsuleFragments, "draw", counting)
+    return counted
+
+
 def test_renderer_draws_the_same_bytes_as_before():
     frame, visibility = synthetic_frame(256)
     image = render_frame(frame, 256, visibility=visibility)
@@ -137,14 +152,7 @@ def test_skipping_capsule_pixels_behind_meshes_leaves_the_image_unchanged(monkey
         )
         scenes.append(scene)
 
-    seen = []
-    original = render._CapsuleFragments.draw
-
-    def counting(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        seen.append(self.candidates)
-
-    monkeypatch.setattr(render._CapsuleFragments, "draw", counting)
+    seen = _count_capsule_candidates(monkeypatch)
     with render._one_thread():
         culled = [scene.render(size, size, render.SURFACE_COLOR) for scene in scenes]
         monkeypatch.setattr(render, "_OCCLUSION_MARGIN", (np.inf, 0.0))  # skips nothing
@@ -228,14 +236,7 @@ def test_capsule_silhouette_spans_keep_every_pixel_the_ray_hits(monkeypatch):
         cones.append((*start, *end, *rng.uniform(1, 14, 2)))
     cones.append(cones[-1])  # an exact duplicate: every pixel a depth tie
     cones = np.array(cones)
-    counted = []
-    original = render._CapsuleFragments.draw
-
-    def counting(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        counted.append(self.candidates)
-
-    monkeypatch.setattr(render._CapsuleFragments, "draw", counting)
+    counted = _count_capsule_candidates(monkeypatch)
     with render._one_thread():
         tight = render._rasterize([], cones, size, size + 7)
         monkeypatch.setattr(render, "_capsule_silhouettes", _bounding_box_candidates)
