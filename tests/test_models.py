@@ -147,39 +147,3 @@ def test_temporal_batches_past_the_attention_limit_run_in_chunks(monkeypatch):
         chunked = model.predict(noisy, t, cond, tokens, 2.0)
     assert len(calls) == B
     torch.testing.assert_close(chunked, whole, atol=1e-5, rtol=1e-5)
-
-
-def _concat_model(temporal: bool = True) -> StructureGuidedDiffusion:
-    torch.manual_seed(0)
-    config = get_preset("tiny").model.replace(temporal=temporal, reference_concat=True)
-    return StructureGuidedDiffusion.build(config).eval()
-
-
-def test_reference_concat_reads_the_reference_latent_beside_every_frame():
-    model = _concat_model()
-    assert model.unet.config.in_channels == 2 * C
-    assert model.controlnet.conv_in.in_channels == 2 * C
-    noisy, t, cond, ref, _ = _inputs(model)
-    latent = model.encode_reference(ref)  # (B, C, h, w): the pixel-unshuffled reference
-    assert latent.shape == (B, C, LAT, LAT)
-    torch.testing.assert_close(latent, model.codec.encode(ref))
-    with torch.no_grad():
-        tokens = model.encode_appearance(ref)
-        with pytest.raises(InputError, match="needs reference_latents"):
-            model.predict(noisy, t, cond, tokens)
-        with_reference = model.predict(noisy, t, cond, tokens, reference_latents=latent)
-        without = model.predict(noisy, t, cond, tokens, reference_latents=torch.zeros_like(latent))
-        # the batch is split where it passes the attention limit: the latent follows its clip
-        one_at_a_time = model.predict(noisy, t, cond, tokens, reference_latents=latent, max_batch=1)
-    assert with_reference.shape == (B, F, C, LAT, LAT)
-    assert (with_reference - without).abs().mean() > 1e-3
-    torch.testing.assert_close(one_at_a_time, with_reference, atol=1e-5, rtol=1e-5)
-    plain = tiny_test_model(temporal=True)
-    assert plain.encode_reference(ref) is None
-    with pytest.raises(InputError, match="without model"):
-        plain.predict(noisy, t, cond, plain.encode_appearance(ref), reference_latents=latent)
-
-
-def test_reference_concat_is_refused_for_the_face_model():
-    with pytest.raises(ValueError, match="reference_concat"):
-        get_preset("tiny").model.replace(part="face", reference_concat=True)

@@ -417,18 +417,11 @@ def forward_flops(model: Any, frames: int, tokens: torch.Tensor, batch: int = 2)
             torch.ones(batch, frames, 1, size, size, **kw),
             torch.randn(batch, frames, c, size, size, **kw),
         )
-    reference = torch.randn(batch, c, size, size, **kw) if model.config.reference_concat else None
     timesteps = torch.full((batch,), 500, device=model.device, dtype=torch.long)
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
         model.predict(
-            noisy,
-            timesteps,
-            conditions,
-            tokens.expand(batch, -1, -1).to(**kw),
-            1.0,
-            inpaint,
-            reference_latents=reference,
+            noisy, timesteps, conditions, tokens.expand(batch, -1, -1).to(**kw), 1.0, inpaint
         )
     return float(counter.get_total_flops())
 

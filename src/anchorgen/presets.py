@@ -78,11 +78,6 @@ class ModelConfig(BaseConfig):
     """Attention heads of each temporal transformer."""
     motion_max_seq_length: int = 32
     """Longest clip (frames) the temporal position encoding supports."""
-    reference_concat: bool = False
-    """Also feed the reference frame's latent as extra input channels of the UNet and the
-    structure branch (same latent for every frame; zeros when the appearance is dropped): the
-    static background and clothing reach the denoiser pixel-aligned instead of only through
-    the N appearance tokens, as in the plain pixel UNet of DESIGN.md section 2. Body only."""
     appearance_encoder: str = "cnn"
     """``cnn``: a small trainable encoder producing a token grid; ``clip``: CLIP image features
     before pooling (``CLIPVisionModel.last_hidden_state``), frozen, linearly projected."""
@@ -161,10 +156,6 @@ class ModelConfig(BaseConfig):
         )
         require(self.appearance_grid >= 1, "appearance_grid must be >= 1")
         require(self.conditioning_scale >= 0, "conditioning_scale must be >= 0")
-        require(
-            not (self.reference_concat and self.part == "face"),
-            "reference_concat is for the body model (the face SGDM reads its surroundings already)",
-        )
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(super().to_dict())
@@ -186,9 +177,9 @@ class ModelConfig(BaseConfig):
 
     @property
     def unet_in_channels(self) -> int:
-        """Input channels of the UNet: C, plus C + 1 for inpainting, plus C for ``reference_concat``."""
+        """Input channels of the UNet: C, plus C + 1 for inpainting (eq. 5)."""
         c = self.latent_channels
-        return c + (c + 1 if self.inpainting else 0) + (c if self.reference_concat else 0)
+        return c + (c + 1 if self.inpainting else 0)
 
     def architecture(self) -> dict:
         """The fields that decide the weights' shapes and meaning (paths and export dtype excluded)."""

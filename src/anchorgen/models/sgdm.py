@@ -163,18 +163,6 @@ class StructureGuidedDiffusion(torch.nn.Module):
         """Reference frames (B, 3, Hr, Wr) in [-1, 1] -> appearance tokens c_{s_r} (B, N, D)."""
         return self.appearance(reference)
 
-    def encode_reference(
-        self, reference: torch.Tensor, size: tuple[int, int] | None = None
-    ) -> torch.Tensor | None:
-        """Reference frames (B, 3, Hr, Wr) in [-1, 1] -> the latents (B, C, h, w) a
-        ``reference_concat`` model reads beside each noisy frame (resized to the frames'
-        ``size`` (H, W) first when given); None for other models."""
-        if not self.config.reference_concat:
-            return None
-        if size is not None and tuple(reference.shape[-2:]) != tuple(size):
-            reference = F.interpolate(reference.float(), size=tuple(size), mode="area")
-        return self.codec.encode(reference.to(self.device))
-
     def null_tokens(self, batch_size: int) -> torch.Tensor:
         """The "no appearance" tokens (B, N, D) for appearance dropout and classifier-free guidance."""
         return self.appearance.null_tokens(batch_size, self.device, self.appearance.dtype)
@@ -189,15 +177,12 @@ class StructureGuidedDiffusion(torch.nn.Module):
         inpaint: tuple[torch.Tensor, torch.Tensor] | None = None,
         extra_tokens: dict[str, torch.Tensor] | None = None,
         max_batch: int | None = None,
-        reference_latents: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """One network evaluation X_theta (eqs. 2-3, 5).
 
         noisy (B, F, C, h, w); timesteps (B,) long; conditions (B, F, 3, H, W) in [0, 1] (the
         rendered structure p_i); tokens (B, N, D) appearance tokens; inpaint (face SGDM):
-        (mask (B, F, 1, h, w), masked latents (B, F, C, h, w)); reference_latents (B, C, h, w):
-        ``encode_reference`` of the reference (zeros for "no appearance"), required exactly
-        when ``config.reference_concat``; extra_tokens: further token
+        (mask (B, F, 1, h, w), masked latents (B, F, C, h, w)); extra_tokens: further token
         streams (B, M_k, D) (e.g. expression or audio adapters) appended to the appearance
         tokens along the sequence axis. ``max_batch``: at most this many clips per forward
         (the naive reference of ``anchorgen bench``); temporal batches are also split where
@@ -218,9 +203,6 @@ class StructureGuidedDiffusion(torch.nn.Module):
                     None
                     if not extra_tokens
                     else {k: v[i : i + chunk] for k, v in extra_tokens.items()},
-                    reference_latents=None
-                    if reference_latents is None
-                    else reference_latents[i : i + chunk],
                 )
                 for i in range(0, b, chunk)
             ]
@@ -229,16 +211,9 @@ class StructureGuidedDiffusion(torch.nn.Module):
             raise InputError(
                 "the face SGDM needs inpaint=(mask, masked_latents); the body SGDM takes none"
             )
-        if (reference_latents is not None) != self.config.reference_concat:
-            raise InputError(
-                "this model needs reference_latents (model.reference_concat)"
-                if self.config.reference_concat
-                else "reference_latents given to a model without model.reference_concat"
-            )
-        inputs = [noisy, *(inpaint or ())]
-        if reference_latents is not None:
-            inputs.append(reference_latents[:, None].expand(-1, f, -1, -1, -1).to(noisy.dtype))
-        x = torch.cat(inputs, dim=2) if len(inputs) > 1 else noisy  # (B, F, Cin, h, w)
+        x = (
+            torch.cat([noisy, *inpaint], dim=2) if inpaint is not None else noisy
+        )  # (B, F, Cin, h, w)
         if extra_tokens:
             tokens = torch.cat([tokens, *extra_tokens.values()], dim=1)
         dtype = self.dtype
@@ -312,7 +287,6 @@ class StructureGuidedDiffusion(torch.nn.Module):
             shape, generator=generator, device=generator.device if generator else "cpu"
         ).to(self.device)
         tokens = self.encode_appearance(reference.to(self.device))
-        reference_latents = self.encode_reference(reference)
         inpaint = (
             self.inpaint_inputs(*[t.to(self.device) for t in inpaint_frames])
             if inpaint_frames
@@ -321,26 +295,10 @@ class StructureGuidedDiffusion(torch.nn.Module):
         conditions = conditions.to(self.device)
         for t in scheduler.timesteps:
             steps = torch.full((b,), int(t), device=self.device, dtype=torch.long)
-            pred = self.predict(
-                latents,
-                steps,
-                conditions,
-                tokens,
-                scale,
-                inpaint,
-                reference_latents=reference_latents,
-            ).float()
+            pred = self.predict(latents, steps, conditions, tokens, scale, inpaint).float()
             if guidance_scale != 1.0:
                 uncond = self.predict(
-                    latents,
-                    steps,
-                    conditions,
-                    self.null_tokens(b),
-                    scale,
-                    inpaint,
-                    reference_latents=None
-                    if reference_latents is None
-                    else torch.zeros_like(reference_latents),
+                    latents, steps, conditions, self.null_tokens(b), scale, inpaint
                 ).float()
                 pred = uncond + guidance_scale * (pred - uncond)
             latents = scheduler.step(
@@ -684,8 +642,8 @@ def _build_unet(config: ModelConfig) -> UNet2DConditionModel:
 
 
 def _widen_conv_in(unet: UNet2DConditionModel, in_channels: int) -> UNet2DConditionModel:
-    """Widen a pretrained C-channel UNet's input (inpainting, reference concat): the new input
-    channels start at zero weight, so the widened UNet first computes what the original did."""
+    """Widen a pretrained C-channel UNet's input for inpainting: the new input channels start
+    at zero weight, so the widened UNet first computes what the original did."""
     old = unet.conv_in
     new = torch.nn.Conv2d(in_channels, old.out_channels, old.kernel_size, padding=old.padding)
     with torch.no_grad():

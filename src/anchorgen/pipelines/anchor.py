@@ -122,16 +122,6 @@ def appearance_tokens(model: Any, reference: torch.Tensor) -> tuple[torch.Tensor
     return tokens, null.to(tokens.device, tokens.dtype)
 
 
-def reference_latent(
-    model: Any, reference: torch.Tensor, height: int, width: int
-) -> torch.Tensor | None:
-    """The latent (1, C, h, w) of ``reference`` (1, 3, Hr, Wr) in [0, 1], resized to the frames'
-    (height, width), that a ``reference_concat`` model reads beside every frame; None for
-    other models."""
-    with torch.no_grad():
-        return model.encode_reference(reference.to(model.device) * 2 - 1, (height, width))
-
-
 @dataclasses.dataclass
 class Inpainting:
     """Inpainting inputs for every frame of the sequence, kept on the host.
@@ -158,7 +148,6 @@ def denoise_overlapped(
     conditioning_scale: float,
     windows_per_batch: int = 1,
     inpaint: Inpainting | None = None,
-    reference: torch.Tensor | None = None,
     callback: StepCallback | None = None,
     progress: bool = True,
     description: str = "denoise",
@@ -171,9 +160,7 @@ def denoise_overlapped(
     noise sum. At each step, windows go to the model's device ``windows_per_batch`` at a time
     (doubled for classifier-free guidance: unconditional and conditional halves in one
     batch), their predictions are summed per frame, divided by the per-frame counts, and the
-    scheduler steps all N frames. Returns the denoised latents (N, C, h, w). ``reference``
-    (1, C, h, w): ``reference_latent`` for a ``reference_concat`` model (zeros in the
-    unconditional half), else None.
+    scheduler steps all N frames. Returns the denoised latents (N, C, h, w).
 
     Host memory: ``latents`` and the noise sum, plus a scheduler step's temporaries; a DDIM
     step is per frame without history, so it runs ``step_chunk`` frames at a time and
@@ -223,7 +210,6 @@ def denoise_overlapped(
                 guidance_scale if use_cfg else None,
                 conditioning_scale,
                 inpaint,
-                reference,
                 device,
                 dtype,
             )[: len(batch)]  # (len(batch), ws, C, h, w): padding dropped
@@ -306,7 +292,6 @@ def _predict_windows(
     guidance_scale: float | None,
     conditioning_scale: float,
     inpaint: Inpainting | None,
-    reference: torch.Tensor | None,
     device: torch.device,
     dtype: torch.dtype,
 ) -> torch.Tensor:
@@ -322,14 +307,11 @@ def _predict_windows(
     inpaint_pair = (
         None if inpaint is None else (gather(inpaint.mask), gather(inpaint.masked_latents))
     )
-    window_reference = None if reference is None else reference.expand(size, -1, -1, -1)
     if guidance_scale is not None:
         noisy, frames = torch.cat([noisy, noisy]), torch.cat([frames, frames])
         window_tokens = torch.cat([null_tokens.expand_as(window_tokens), window_tokens])
         if inpaint_pair is not None:
             inpaint_pair = (torch.cat([inpaint_pair[0]] * 2), torch.cat([inpaint_pair[1]] * 2))
-        if window_reference is not None:
-            window_reference = torch.cat([torch.zeros_like(window_reference), window_reference])
     timestep = t.to(device).expand(noisy.shape[0])
     with torch.no_grad():
         prediction = model.predict(
@@ -339,7 +321,6 @@ def _predict_windows(
             window_tokens,
             conditioning_scale=conditioning_scale,
             inpaint=inpaint_pair,
-            reference_latents=window_reference,
         ).float()
     if guidance_scale is not None:
         unconditional, conditional = prediction.chunk(2)
@@ -581,7 +562,6 @@ class AnchorPipeline:
             guidance_scale=guidance_scale,
             conditioning_scale=controlnet_conditioning_scale,
             windows_per_batch=windows_per_batch,
-            reference=reference_latent(self.model, reference, height, width),
             callback=callback,
             progress=progress,
             description="body" if temporal else "body (frame-wise)",

@@ -263,17 +263,8 @@ class DiffusionLoss(torch.nn.Module):
         else:
             target = self.scheduler.get_velocity(latents, noise, timesteps)
         inpaint = (inpaint_mask, masked_latents) if inpaint_mask is not None else None
-        reference_latents = model.encode_reference(reference)  # (B, C, h, w) or None
-        if reference_latents is not None:  # dropped together with the tokens
-            reference_latents = reference_latents * ~drop_appearance[:, None, None, None]
         pred = model.predict(
-            noisy,
-            timesteps,
-            conditions,
-            tokens,
-            model.config.conditioning_scale,
-            inpaint,
-            reference_latents=reference_latents,
+            noisy, timesteps, conditions, tokens, model.config.conditioning_scale, inpaint
         )
         squared = (pred.float() - target.float()) ** 2 * weight
         return squared.sum() / (weight.sum() * latents.shape[2]).clamp_min(1.0)
