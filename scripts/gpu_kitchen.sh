@@ -45,6 +45,9 @@
 #                                              face pass at each guidance scale of GUIDANCE
 #                                              (e.g. "1.5 2.5"), each variant on its training
 #                                              GPU -> $OUT
+#   bash scripts/gpu_kitchen.sh sweep RUN NAME='--set K=V ...' ...
+#                                              held-out frames of the identity RUN once per
+#                                              NAME with its generate settings -> $OUT
 #
 # Carried paths (ignored, never committed: derived from ../shared/data): .whl (diffusers),
 # .whl_av (PyAV, for the MP4 outputs), gpu_data/pack/{kitchen,news,talkshow} (prepared
@@ -64,6 +67,17 @@ mkdir -p "$ROOT/data" "$ROOT/runs" "$OUT"
 anchorgen() { python3 -m anchorgen "$@"; }
 # every training run here: time-limited (steps only bounds it), EMA, checkpoints to resume
 RUN_OPTIONS="steps=100000 ema_decay=0.998 checkpoint_every=500 sample_every=100000 log_every=50"
+holdout() {  # holdout MODEL NAME SET...: the kitchen held-out frames -> variants_holdout/NAME
+  local model=$1 name=$2
+  shift 2
+  anchorgen evaluate --model "$model" --dataset "$ROOT/data/kitchen" \
+    --out "$ROOT/variants_holdout/$name" --render-only --frame-format jpg \
+    --overwrite "$@" $GENERATE_SET
+}
+return_holdout() {  # every rendered held-out folder -> $OUT, in parts of 15 MiB
+  tar -C "$ROOT" -cf - variants_holdout | split -b 15M - "$OUT/variants_holdout.tar.part-"
+  ls -la "$OUT"
+}
 driver_motion() {  # the carried cross-person motion, copied into $ROOT/data if not there yet
   [ -e "$ROOT/data/talkshow_60s.npz" ] || cp gpu_data/pack/talkshow_60s.npz "$ROOT/data/"
 }
@@ -287,32 +301,39 @@ variants-evaluate)
   done_marker=$ROOT/variants.done.$(cat "$ROOT/variants.launch")
   while ! [ -e "$done_marker" ]; do sleep 5; done
   mkdir -p "$ROOT/variants_holdout"
-  holdout() {  # holdout NAME TAG SET...: the held-out frames of var_NAME -> variants_holdout/NAME_TAG
-    local name=$1 tag=$2
-    shift 2
-    anchorgen evaluate --model "$ROOT/runs/var_$name" --dataset "$ROOT/data/kitchen" \
-      --out "$ROOT/variants_holdout/${name}_$tag" --render-only --frame-format jpg \
-      --overwrite "$@" $GENERATE_SET
-  }
   for name in "$@"; do
     tail -n 1 "$ROOT/runs/var_$name/body/train_log.csv"
     (
       export CUDA_VISIBLE_DEVICES
       CUDA_VISIBLE_DEVICES=$(cat "$ROOT/runs/var_$name/gpu" 2> /dev/null || echo 0)
-      holdout "$name" face_true --set face_enhance=true
-      holdout "$name" face_false --set face_enhance=false
+      model=$ROOT/runs/var_$name
+      holdout "$model" "${name}_face_true" --set face_enhance=true
+      holdout "$model" "${name}_face_false" --set face_enhance=false
       for scale in ${GUIDANCE:-}; do
-        holdout "$name" "guidance_$scale" --set face_enhance=true --set guidance_scale="$scale"
+        holdout "$model" "${name}_guidance_$scale" --set face_enhance=true --set guidance_scale="$scale"
       done
     ) > "$ROOT/variants_holdout/$name.log" 2>&1 &
   done
   wait
   tail -n 3 "$ROOT"/variants_holdout/*.log
-  tar -C "$ROOT" -cf - variants_holdout | split -b 15M - "$OUT/variants_holdout.tar.part-"
-  ls -la "$OUT"
+  return_holdout
+  ;;
+sweep)
+  model=${2:?identity run directory}
+  shift 2
+  mkdir -p "$ROOT/variants_holdout"
+  for setting in "$@"; do
+    # shellcheck disable=SC2086  # the settings are words on purpose
+    if holdout "$model" "${setting%%=*}" ${setting#*=} >> "$ROOT/variants_holdout/sweep.log" 2>&1; then
+      echo "${setting%%=*}: rendered"
+    else
+      echo "${setting%%=*}: failed (variants_holdout/sweep.log)"
+    fi
+  done
+  return_holdout
   ;;
 *)
-  sed -n '2,54p' "$0"
+  sed -n '2,57p' "$0"
   exit 2
   ;;
 esac

@@ -11,7 +11,7 @@
 # machine has no MediaPipe): anchorgen prepare --out gpu_data/sample256 --size 256 --fps 12.5
 # Outputs in $OUT: bench_{sd15,scratch256}_{1,2}gpu.json + .log, train_{1,2}gpu.csv + .log,
 # summary.md (speed-ups per stage, steady-state samples/s).
-# Usage: bash scripts/gpu_multigpu.sh [BUDGET_S=560] [TRAIN_SECONDS=60]
+# Usage: bash scripts/gpu_multigpu.sh [BUDGET_S=560] [TRAIN_SECONDS=60] (0: no training)
 # On a larger machine GPU_PAIR (default 0,1) picks the two GPUs; the others may train meanwhile.
 # CPU rehearsal (tiny models, gloo): OUT=/tmp/rehearsal TRAIN_PRESET=tiny \
 #   BENCH_EXTRA="--frames 24 --set num_inference_steps=2 --set matmul_size=64" \
@@ -55,8 +55,10 @@ train() {  # train N LAUNCHER...: the body for train_seconds -> $OUT/train_Ngpu.
 }
 
 bench sd15 sd15 200 160
-train 1 "${one_gpu[@]}"
-train 2 "${two_gpus_accelerate[@]}"
+if [ "$train_seconds" != 0 ]; then  # 0: the benches only
+  train 1 "${one_gpu[@]}"
+  train 2 "${two_gpus_accelerate[@]}"
+fi
 bench scratch-256 scratch256 80 80
 
 python3 - "$OUT" "$TRAIN_PRESET" << 'EOF' | tee "$OUT/summary.md"

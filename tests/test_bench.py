@@ -174,6 +174,42 @@ def test_bench_settings_are_validated():
         BenchConfig(compile="max-autotune")
     with pytest.raises(ConfigError, match="dtype"):
         BenchConfig().with_overrides(["dtype=fp8"])
+    with pytest.raises(ValueError, match="scheduler"):
+        BenchConfig(scheduler="euler")
+
+
+def test_cuda_graph_steps_mark_a_generation_per_forward_and_copy_the_output(models, monkeypatch):
+    """With ``compile="reduce-overhead"`` each forward starts a new CUDA-graph generation and
+    returns a copy, so the next replay cannot overwrite a prediction still in use."""
+    model = copy.deepcopy(models[0])
+    marks = []
+    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: marks.append(1))
+    c, h, s = model.config.latent_channels, model.config.latent_size, model.config.image_size
+    inputs = (
+        torch.randn(1, 2, c, h, h),
+        torch.tensor([500]),
+        torch.rand(1, 2, 3, s, s),
+        torch.randn(1, 16, model.config.cross_attention_dim),
+    )
+    outputs = []
+    original = model.unet.forward
+
+    def kept(*args, **kwargs):  # the UNet's own output tensor
+        result = original(*args, **kwargs)
+        outputs.append(result.sample)
+        return result
+
+    model.unet.forward = kept
+    with torch.no_grad():
+        plain = model.predict(*inputs)
+        assert not marks and plain.data_ptr() == outputs[-1].data_ptr()
+        model.cuda_graph_steps = True
+        copied = model.predict(*inputs)
+    assert marks == [1] and copied.data_ptr() != outputs[-1].data_ptr()
+    torch.testing.assert_close(copied, plain)
+    graphed = copy.deepcopy(models[0])
+    optimize_model(graphed, compile_mode="reduce-overhead")
+    assert graphed.cuda_graph_steps and graphed.static_batch_shapes
 
 
 def test_bench_presets_and_helpers(models):

@@ -77,7 +77,9 @@ class BenchConfig(BaseConfig):
     reference_frames: int = 40
     """Frames the naive reference (and the fast path, for the comparison) render; 0 skips it."""
     num_inference_steps: int = 20
-    """DDIM steps (paper: 20)."""
+    """Denoising steps (paper: 20)."""
+    scheduler: str = "ddim"
+    """Sampler of body and face: 'ddim' (paper) or 'dpm++' (DPM-Solver++, for fewer steps)."""
     guidance_scale: float = 3.5
     """Classifier-free guidance on the appearance (paper: 3.5)."""
     controlnet_conditioning_scale: float = 2.0
@@ -126,6 +128,10 @@ class BenchConfig(BaseConfig):
             0 <= self.reference_frames <= self.frames, "reference_frames must be in [0, frames]"
         )
         require(self.num_inference_steps >= 1, "num_inference_steps must be >= 1")
+        require(
+            self.scheduler in ("ddim", "dpm++"),
+            f"scheduler must be 'ddim' or 'dpm++', got {self.scheduler!r}",
+        )
         require(self.window_size >= 1, "window_size must be >= 1")
         require(
             0 <= self.window_overlap < self.window_size,
@@ -498,7 +504,7 @@ def render_video(
     conditions = motion.conditions[:length]
     tag = f"{next(_RUN_IDS)}_{length}_{steps}"
     with timer.stage("body_denoise"):
-        latents = AnchorPipeline(body, body.make_scheduler("ddim")).denoise(
+        latents = AnchorPipeline(body, body.make_scheduler(config.scheduler)).denoise(
             motion.reference,
             conditions,
             temporal=body.is_temporal,
@@ -524,7 +530,7 @@ def render_video(
     face_points, affines = motion.face_points[:length], motion.affines[:length]
     faces = int(_has_face(face_points, affines).sum())
     with timer.stage("face"):
-        enhanced = FacePipeline(face, face.make_scheduler("ddim")).enhance_frames(
+        enhanced = FacePipeline(face, face.make_scheduler(config.scheduler)).enhance_frames(
             body_frames,
             motion.face_reference,
             conditions,

@@ -93,9 +93,10 @@ class StructureGuidedDiffusion(torch.nn.Module):
         self.controlnet = controlnet
         self.appearance = appearance
         self.lora_rank = 0
-        # pipelines pad every window batch to one size, so a compiled network sees one shape
-        # (``accel.optimize_model`` sets it when compiling)
+        # pipelines pad every window batch to one size, so a compiled network sees one shape,
+        # and CUDA graphs need a new generation per forward (``accel.optimize_model`` sets both)
         self.static_batch_shapes = False
+        self.cuda_graph_steps = False
 
     # ----------------------------------------------------------------- properties
     @property
@@ -220,6 +221,8 @@ class StructureGuidedDiffusion(torch.nn.Module):
         x_bf = x.flatten(0, 1).to(dtype)  # (B*F, Cin, h, w)
         t_bf = timesteps.repeat_interleave(f)  # (B*F,)
         tokens_bf = tokens.to(dtype).repeat_interleave(f, dim=0)  # (B*F, N, D)
+        if self.cuda_graph_steps:  # CUDA graphs replay into one memory pool per network:
+            torch.compiler.cudagraph_mark_step_begin()  # each forward is a new generation
         down_res, mid_res = self.controlnet(
             x_bf,
             t_bf,
@@ -236,7 +239,7 @@ class StructureGuidedDiffusion(torch.nn.Module):
                 down_block_additional_residuals=down_res,
                 mid_block_additional_residual=mid_res,
             ).sample  # (B, C, F, h, w)
-            return out.transpose(1, 2)
+            return self._own(out).transpose(1, 2)
         out = self.unet(
             x_bf,
             t_bf,
@@ -244,7 +247,12 @@ class StructureGuidedDiffusion(torch.nn.Module):
             down_block_additional_residuals=down_res,
             mid_block_additional_residual=mid_res,
         ).sample  # (B*F, C, h, w)
-        return out.unflatten(0, (b, f))
+        return self._own(out).unflatten(0, (b, f))
+
+    def _own(self, out: torch.Tensor) -> torch.Tensor:
+        """``out`` itself, or a copy of it when it lives in a CUDA graph's pool, which the next
+        forward overwrites (``torch.compile(mode="reduce-overhead")``)."""
+        return out.clone() if self.cuda_graph_steps else out
 
     def _temporal_chunk(self, latent_size: tuple[int, int]) -> int:
         """Most clips per forward: the motion modules attend over frames at each latent

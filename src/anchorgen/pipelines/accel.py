@@ -73,6 +73,7 @@ def optimize_model(
         for part in (model.unet, model.controlnet):
             part.compile(mode=compile_mode, dynamic=False)
         model.static_batch_shapes = True  # one graph per network: the last batch is padded
+        model.cuda_graph_steps = compile_mode == "reduce-overhead"
     return {
         "dtype": str(model.dtype).removeprefix("torch."),
         "channels_last": channels_last,
