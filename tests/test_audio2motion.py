@@ -296,7 +296,7 @@ def test_train_run_and_cli_end_to_end(tmp_path: Path, person, speech: np.ndarray
     assert result.exit_code == 0, result.output
     seq = LandmarkSequence.load(tmp_path / "m" / "landmarks.npz")
     assert 50 <= len(seq) <= 53 and seq.image_size == person.image_size  # AAC adds priming samples
-    assert json.loads((tmp_path / "m" / "motion.json").read_text())["head_drift"] == 0.0
+    assert json.loads((tmp_path / "m" / "motion.json").read_text())["head_drift"] == 1.0
     from anchorgen.io.video import probe_video
 
     rendered = probe_video(tmp_path / "m" / "conditions.mp4")

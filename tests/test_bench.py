@@ -29,6 +29,7 @@ from anchorgen.pipelines.accel import (
     NaiveModel,
     cache_frames,
     ensure_sdpa,
+    latents_home,
     optimize_model,
 )
 from anchorgen.pipelines.anchor import AnchorPipeline, ArrayFrames
@@ -165,6 +166,16 @@ def test_optimize_model_sets_sdpa_channels_last_and_dtype(models):
     assert optimize_model(compiled, compile_mode="default")["compile"] == "default"
     assert compiled.unet._compiled_call_impl is not None and compiled.is_temporal
     assert compiled.controlnet._compiled_call_impl is not None
+
+
+def test_latents_live_on_the_gpu_within_the_budget_and_on_the_host_past_it():
+    cuda, cpu = torch.device("cuda:1"), torch.device("cpu")
+    shape = (48, 64, 64)  # scratch-256: 786,432 bytes per float32 frame latent
+    assert latents_home(cuda, 100, shape, copies=3, budget_bytes=3 * 100 * 786_432) == cuda
+    assert latents_home(cuda, 101, shape, copies=3, budget_bytes=3 * 100 * 786_432) == cpu
+    assert latents_home(cuda, 2_250, shape, copies=4) == cuda  # 90 s at 25 fps: 7.1 GB
+    assert latents_home(cuda, 3_000, shape, copies=4) == cpu
+    assert latents_home(cpu, 1, shape, copies=1) == cpu
 
 
 def test_bench_settings_are_validated():

@@ -97,6 +97,27 @@ def test_loading_another_preset_or_part_is_refused(tmp_path):
         StructureGuidedDiffusion.from_pretrained(tmp_path)
 
 
+def test_a_model_saved_with_a_removed_option_off_still_loads(tmp_path):
+    """Models saved before ``reference_concat`` was removed carry it as false: they load, and
+    one that used it is refused with a message, not an unknown-key error."""
+    import json
+
+    from anchorgen.models.sgdm import MODEL_FILE
+
+    model = tiny_test_model(temporal=False)
+    model.save_pretrained(tmp_path / "m")
+    path = tmp_path / "m" / MODEL_FILE
+    meta = json.loads(path.read_text())
+    meta["model_config"]["reference_concat"] = False
+    path.write_text(json.dumps(meta))
+    loaded = StructureGuidedDiffusion.from_pretrained(tmp_path / "m")
+    assert loaded.config == model.config
+    meta["model_config"]["reference_concat"] = True
+    path.write_text(json.dumps(meta))
+    with pytest.raises(InputError, match="reference_concat=True, an option this version"):
+        StructureGuidedDiffusion.from_pretrained(tmp_path / "m")
+
+
 def test_temporal_and_spatial_parameter_groups_partition_the_denoiser():
     model = tiny_test_model(temporal=True)
     temporal, spatial = temporal_parameters(model), spatial_parameters(model)

@@ -189,8 +189,8 @@ def motion(
         None,
         "--head-drift",
         help="Scale of the head drift drawn (by --seed) from the identity's own head track "
-        "(default 0: the model's head only; 1: the identity's head motion, measured on the "
-        "landmarks, not yet in a full render; see docs/BENCHMARKS.md).",
+        "(default 1: the identity's head motion; 0: the model's own, nearly still head; "
+        "see docs/BENCHMARKS.md).",
     ),
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Replace an existing output directory."

@@ -517,7 +517,8 @@ def generate_frames(
     identity: Identity, motion: Motion, config: GenerateConfig, workdir: Path, progress=True
 ):
     """Yield the generated video's frames (crop size, before padding removal and marking)."""
-    from anchorgen.pipelines.anchor import AnchorPipeline, spool_frames
+    from anchorgen.pipelines.accel import latents_home
+    from anchorgen.pipelines.anchor import AnchorPipeline, latent_shape, spool_frames
     from anchorgen.pipelines.face import FacePipeline
 
     generator = torch.Generator("cpu").manual_seed(config.seed)
@@ -533,11 +534,16 @@ def generate_frames(
         progress=progress,
     )
     pipe = AnchorPipeline(identity.body, identity.body.make_scheduler(config.scheduler))
+    size = identity.size
     frames = pipe.generate_frames(
         identity.reference,
         motion.conditions,
         generator=generator,
         controlnet_conditioning_scale=body_scale,
+        # latents and noise sum, with room for a scheduler step's temporaries
+        latents_device=latents_home(
+            identity.body.device, len(motion), latent_shape(identity.body, size, size), copies=3
+        ),
         **common,
     )
     use_face = (
@@ -563,6 +569,7 @@ def generate_frames(
         face_conditions = None
     face_scale = identity.face.config.conditioning_scale if scale is None else scale
     face_pipe = FacePipeline(identity.face, identity.face.make_scheduler(config.scheduler))
+    crop = identity.face_size
     yield from face_pipe.enhance_frames(
         spooled,
         identity.face_reference,
@@ -570,7 +577,11 @@ def generate_frames(
         face_points,
         affines,
         face_conditions=face_conditions,
-        crop_size=identity.face_size,
+        crop_size=crop,
+        # latents, noise sum and masked latents, with room for a scheduler step's temporaries
+        latents_device=latents_home(
+            identity.face.device, len(motion), latent_shape(identity.face, crop, crop), copies=4
+        ),
         generator=torch.Generator("cpu").manual_seed(config.seed + 1),
         controlnet_conditioning_scale=face_scale,
         **{**common, "temporal": config.temporal and identity.face.is_temporal},

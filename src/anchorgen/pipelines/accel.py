@@ -7,6 +7,9 @@
 - ``DeviceFrames`` / ``cache_frames``: the condition renders of the whole motion kept on the
   model's device as uint8 (a 300-frame 512 px motion is 236 MB) when they fit a budget, so
   no window step copies them from the host again; otherwise they stream from the host.
+- ``latents_home``: the whole latent sequence, its noise sums and (face pass) inpainting
+  inputs kept on the model's device within a budget, so the per-window gathers and the
+  scheduler steps run there instead of on the host.
 - ``NaiveModel``: the opposite, a model wrapper that evaluates the two halves of a
   classifier-free-guidance batch as two forward passes; with one window per batch it is the
   reference path of ``anchorgen bench``.
@@ -25,6 +28,9 @@ from anchorgen.errors import ConfigError
 COMPILE_MODES = ("off", "default", "reduce-overhead")
 DEFAULT_CUDA_CACHE_BYTES = 1 << 30
 """Condition frames up to this size are kept on a CUDA device by default (1 GiB)."""
+DEFAULT_CUDA_LATENT_BYTES = 8 << 30
+"""A sequence's denoising state up to this size lives on a CUDA device by default (8 GiB:
+a 90 s face pass of the scratch-256 identity at 25 fps)."""
 
 
 def ensure_sdpa(module: torch.nn.Module) -> int:
@@ -104,6 +110,29 @@ class DeviceFrames:
 
     def __getitem__(self, index: slice) -> torch.Tensor:
         return self.frames[index].float() / 255.0
+
+
+def latents_home(
+    device: torch.device,
+    frames: int,
+    latent_shape: tuple[int, ...],
+    copies: int,
+    budget_bytes: int | None = None,
+) -> torch.device:
+    """Where a sequence's denoising state lives: ``device`` when it is a CUDA device and
+    ``copies`` float32 tensors of (frames, *latent_shape) fit in ``budget_bytes`` (None:
+    ``DEFAULT_CUDA_LATENT_BYTES``), else the host.
+
+    On the host every window's gather, the noise sums and each scheduler step are memory-bound
+    CPU work on the whole sequence (about 2.5 s per face batch-step on the GPU machine's host,
+    docs/BENCHMARKS.md); the host stays the home of sequences too long for the budget, so
+    device memory does not grow with the video's length past it.
+    """
+    if device.type != "cuda":
+        return torch.device("cpu")
+    budget = DEFAULT_CUDA_LATENT_BYTES if budget_bytes is None else budget_bytes
+    need = copies * frames * math.prod(latent_shape) * 4
+    return device if need <= budget else torch.device("cpu")
 
 
 def cache_frames(conditions: Any, device: torch.device, budget_bytes: int | None = None) -> Any:

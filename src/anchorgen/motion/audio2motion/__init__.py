@@ -4,7 +4,7 @@ Public API::
 
     model, identity = load_run(run_dir)            # or Audio2Motion.from_pretrained(run_dir / "model")
     seq = generate_motion(model, "speech.wav", identity, fps=25, seed=0)
-    # head_drift=1.0 adds head drift drawn from the identity's own track (head.py; default 0)
+    # head drift drawn from the identity's own track is added (head.py); head_drift=0 turns it off
     run_dir = train_audio2motion(Audio2MotionConfig(...))
 """
 

@@ -36,14 +36,13 @@ from anchorgen.motion.audio2motion.representation import (
     mouth_opening,
 )
 
-HEAD_DRIFT_DEFAULT = 0.0
-"""Off until a render confirms it: the drift gives the identity's head motion to the
-landmarks (1.0 measured within 1.2x of the identity's) with the lip curve unchanged. The
-fourth session's drift renders lost lip sync, but not because of the drift: the motion path
-they came through put the face behind the neck, hiding the mouth in every condition (fixed
-in ``representation.face_in_body_depth``). A full render with the fixed motion has not been
-made yet (docs/BENCHMARKS.md, end of "Speech to motion"). Pass ``head_drift=1``
-(``--head-drift 1``) to turn it on."""
+HEAD_DRIFT_DEFAULT = 1.0
+"""The identity's own head motion, added to the model's (1.0: roll and turn within 1.2x of the
+identity's, measured on the landmarks). Rendered on an H200 with the depth fix of
+``representation.face_in_body_depth``, the rendered mouth follows the motion's as closely as
+without the drift (r 0.60 / 0.76 on the two unseen speeches, against 0.61 / 0.58 without);
+docs/BENCHMARKS.md, "Speech to motion". ``head_drift=0`` (``--head-drift 0``) keeps the
+model's own, nearly still head."""
 
 
 def window_starts(num_frames: int, window: int, context_frames: int) -> list[int]:
@@ -197,8 +196,8 @@ def motion_from_features(
     temporal Gaussian on head, body and hands (half of it on the face), as landmark
     trackers smooth; 0 turns it off. ``head_drift``: scale of the head pose drift drawn
     (with ``seed``) from the identity's own head track and added to the model's head
-    (``anchorgen.motion.audio2motion.head``); 0 (the default, ``HEAD_DRIFT_DEFAULT``) leaves
-    the model's head alone.
+    (``anchorgen.motion.audio2motion.head``); the default is ``HEAD_DRIFT_DEFAULT`` (1), 0
+    leaves the model's head alone.
     """
     if head_drift < 0:
         raise InputError(f"head_drift must be >= 0, got {head_drift}")
