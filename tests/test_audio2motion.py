@@ -30,7 +30,11 @@ from anchorgen.motion.audio2motion import (
 )
 from anchorgen.motion.audio2motion.representation import BODY_POINTS, FACE_POINTS
 from anchorgen.motion.audio2motion.sample import generate_normalised, speech_inputs
-from anchorgen.motion.audio2motion.train import clip_from_landmarks, train_on_clips
+from anchorgen.motion.audio2motion.train import (
+    clip_from_landmarks,
+    landmark_cache_path,
+    train_on_clips,
+)
 from anchorgen.prepare.sample import write_sample_clip
 from audio_synthetic import synthetic_person, synthetic_speech
 
@@ -240,7 +244,9 @@ def test_train_run_and_cli_end_to_end(tmp_path: Path, person, speech: np.ndarray
     (tmp_path / "data" / "anchors").mkdir(parents=True)
     (tmp_path / "landmarks").mkdir()
     _write_clip(tmp_path / "data" / "anchors" / "me.mp4", 4.0, speech)
-    person.slice(0, 100).save(tmp_path / "landmarks" / "me.npz")
+    person.slice(0, 100).save(
+        landmark_cache_path(tmp_path / "data" / "anchors" / "me.mp4", tmp_path / "landmarks")
+    )
     config = PRESETS["audio2motion-tiny"].replace(
         data_dir=str(tmp_path / "data"),
         identity_clip="anchors/me.mp4",
@@ -269,7 +275,8 @@ def test_train_run_and_cli_end_to_end(tmp_path: Path, person, speech: np.ndarray
     assert result.exit_code == 0, result.output
     run = tmp_path / "run"
     assert (run / "model" / "diffusion_pytorch_model.safetensors").is_file()
-    assert (tmp_path / "landmarks" / "sample.npz").is_file()  # tracked and cached
+    sample = tmp_path / "data" / "drivers" / "sample.mp4"
+    assert landmark_cache_path(sample, tmp_path / "landmarks").is_file()  # tracked and cached
     net, identity = load_run(run)
     assert len(identity) == 75 and float(net.motion_std.min()) > 0
     with pytest.raises(InputError, match="already exists"):
@@ -305,7 +312,7 @@ def test_train_run_and_cli_end_to_end(tmp_path: Path, person, speech: np.ndarray
     metrics = evaluate_run(
         run,
         tmp_path / "data" / "anchors" / "me.mp4",
-        tmp_path / "landmarks" / "me.npz",
+        landmark_cache_path(tmp_path / "data" / "anchors" / "me.mp4", tmp_path / "landmarks"),
         [wav],
         train_seconds=3.0,
         seeds=(0, 1),
@@ -324,3 +331,27 @@ def test_real_clip_audio_decodes_and_aligns() -> None:
     wave = load_speech(DATA / "anchors" / "kitchen_presenter_20s.mp4")  # HEVC video + AAC
     assert abs(wave.size / SAMPLE_RATE - 20.0) < 0.3
     assert frame_features(wave, 25.0, num_frames=502).shape == (502, 5, 80)
+
+
+def test_landmark_cache_key_follows_the_clip_and_the_tracker_version(tmp_path, monkeypatch):
+    """A replaced or edited clip, a same-named clip elsewhere or a new tracker version gets a
+    new cache file; the same clip keeps its own (the stale raw-depth track of issue 7)."""
+    import os
+
+    from anchorgen.motion.audio2motion import train
+
+    cache = tmp_path / "cache"
+    clip = tmp_path / "anchors" / "talk.mp4"
+    twin = tmp_path / "drivers" / "talk.mp4"
+    for path in (clip, twin):
+        path.parent.mkdir()
+        path.write_bytes(b"video")
+    first = train.landmark_cache_path(clip, cache)
+    assert first == train.landmark_cache_path(clip, cache) and first.parent == cache
+    assert first.name.startswith("talk.") and first.suffix == ".npz"
+    assert train.landmark_cache_path(twin, cache) != first
+    os.utime(clip, ns=(1, 1))
+    touched = train.landmark_cache_path(clip, cache)
+    assert touched != first
+    monkeypatch.setattr(train, "TRACK_CACHE_VERSION", train.TRACK_CACHE_VERSION + 1)
+    assert train.landmark_cache_path(clip, cache) != touched

@@ -361,6 +361,16 @@ def test_face_enhancement_deterministic_and_frame_wise(face_model):
     assert frame_wise.shape == first.shape
 
 
+def test_single_process_face_pass_makes_no_temporary_folder(face_model, monkeypatch):
+    import tempfile
+
+    def refused(*args, **kwargs):
+        raise AssertionError("a temporary folder was made in a single-process run")
+
+    monkeypatch.setattr(tempfile, "TemporaryDirectory", refused)
+    assert enhance(face_model, *face_inputs(length=3)).shape[0] == 3
+
+
 def test_face_enhancement_reads_memmapped_frames(face_model, tmp_path):
     frames, face_reference, body_conditions, points = face_inputs()
     stored = spool_frames(iter(frames), tmp_path / "body.npy", len(frames))

@@ -14,6 +14,7 @@ the mask is zero are returned unchanged.
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -222,8 +223,14 @@ class FacePipeline:
             description="face" if temporal else "face (frame-wise)",
         )
 
-        with tempfile.TemporaryDirectory(prefix="anchorgen_faces_") as spool_dir:
-            if rank_and_world()[1] > 1:  # decoded across ranks before the first frame
+        several_ranks = rank_and_world()[1] > 1
+        spool = (  # the faces decoded across ranks are gathered in a disk-backed spool
+            tempfile.TemporaryDirectory(prefix="anchorgen_faces_")
+            if several_ranks
+            else contextlib.nullcontext()
+        )
+        with spool as spool_dir:
+            if several_ranks:  # decoded across ranks before the first frame
                 faces: Iterator[np.ndarray] = iter(
                     decode_across_ranks(
                         self.model,

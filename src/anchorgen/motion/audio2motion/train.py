@@ -9,6 +9,7 @@ identity's training landmarks that ``generate_motion`` places the motion with) a
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import math
@@ -40,7 +41,8 @@ class Audio2MotionConfig(BaseConfig):
     identity_seconds: float = 16.0
     """Only the first this-many seconds of the identity clip are used for training."""
     landmarks_dir: str = ".cache/landmarks"
-    """Cache of tracked landmarks, ``<clip stem>.npz`` per clip; missing ones are tracked."""
+    """Cache of tracked landmarks, ``<clip stem>.<key>.npz`` per clip (``landmark_cache_path``);
+    missing ones are tracked."""
     output_dir: str = "runs/audio2motion"
     """The run directory to write (replaced only if ``overwrite``)."""
     overwrite: bool = False
@@ -169,9 +171,25 @@ class TrainingClip:
     """(T, 2m+1, C) speech features."""
 
 
+TRACK_CACHE_VERSION = 2
+"""Bump when ``prepare.holistic.track_frames`` changes what it returns, so cached tracks are
+tracked again (2: the face and hands in the body's depth frame, ``to_body_depth``; a version-1
+track put the face behind the neck of decoded speech motion, docs/BENCHMARKS.md)."""
+
+
+def landmark_cache_path(video: Path, cache_dir: Path) -> Path:
+    """``cache_dir/<stem>.<key>.npz``: the key hashes the tracker's version and the video's
+    absolute path, size and modification time, so an edited or replaced clip, a clip of the
+    same name in another folder or a newer tracker never reads a stale track."""
+    stat = video.stat()
+    identity = f"{TRACK_CACHE_VERSION}|{video.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    key = hashlib.sha1(identity.encode()).hexdigest()[:12]
+    return cache_dir / f"{video.stem}.{key}.npz"
+
+
 def track_landmarks(video: Path, cache_dir: Path) -> LandmarkSequence:
-    """Landmarks of ``video`` from ``cache_dir/<stem>.npz``, tracking (and caching) if missing."""
-    cached = cache_dir / f"{video.stem}.npz"
+    """Landmarks of ``video`` from its ``landmark_cache_path``, tracking (and caching) if missing."""
+    cached = landmark_cache_path(video, cache_dir)
     if cached.is_file():
         return LandmarkSequence.load(cached)
     from anchorgen.io.video import iter_frames, probe_video
@@ -213,7 +231,7 @@ def check_inputs(config: Audio2MotionConfig) -> list[str]:
     cache = Path(config.landmarks_dir)
     lines = [f"identity: {identity_path} (first {config.identity_seconds:g} s)"]
     for video in videos:
-        cached = (cache / f"{video.stem}.npz").is_file()
+        cached = landmark_cache_path(video, cache).is_file()
         lines.append(f"clip: {video} ({'landmarks cached' if cached else 'to be tracked'})")
     return lines
 
