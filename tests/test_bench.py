@@ -47,6 +47,17 @@ def _conditions(length: int, size: int) -> np.ndarray:
     return rng.integers(0, 256, (length, size, size, 3), dtype=np.uint8)
 
 
+def predict_inputs(model) -> tuple[torch.Tensor, ...]:
+    """One clip of 2 frames for ``model.predict``: noisy latents, timestep, conditions, tokens."""
+    c, h, s = model.config.latent_channels, model.config.latent_size, model.config.image_size
+    return (
+        torch.randn(1, 2, c, h, h),
+        torch.tensor([500]),
+        torch.rand(1, 2, 3, s, s),
+        torch.randn(1, 16, model.config.cross_attention_dim),
+    )
+
+
 def test_fast_path_matches_the_naive_reference(models):
     """Batched windows with CFG folded, device-cached conditions, channels-last and latents on
     the model's device give the latents of one window per forward and CFG as two forwards."""
@@ -147,13 +158,7 @@ def test_optimize_model_sets_sdpa_channels_last_and_dtype(models):
     conv = model.unet.conv_in.weight
     assert conv.is_contiguous(memory_format=torch.channels_last)
     # a bf16 forward runs and stays close to the float32 one
-    c, h, s = model.config.latent_channels, model.config.latent_size, model.config.image_size
-    inputs = (
-        torch.randn(1, 2, c, h, h),
-        torch.tensor([500]),
-        torch.rand(1, 2, 3, s, s),
-        torch.randn(1, 16, model.config.cross_attention_dim),
-    )
+    inputs = predict_inputs(model)
     with torch.no_grad():
         low = model.predict(*inputs).float()
         full = models[0].predict(*inputs)
@@ -195,13 +200,7 @@ def test_cuda_graph_steps_mark_a_generation_per_forward_and_copy_the_output(mode
     model = copy.deepcopy(models[0])
     marks = []
     monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: marks.append(1))
-    c, h, s = model.config.latent_channels, model.config.latent_size, model.config.image_size
-    inputs = (
-        torch.randn(1, 2, c, h, h),
-        torch.tensor([500]),
-        torch.rand(1, 2, 3, s, s),
-        torch.randn(1, 16, model.config.cross_attention_dim),
-    )
+    inputs = predict_inputs(model)
     outputs = []
     original = model.unet.forward
 
