@@ -183,6 +183,23 @@ def test_latents_live_on_the_gpu_within_the_budget_and_on_the_host_past_it():
     assert latents_home(cpu, 1, shape, copies=1) == cpu
 
 
+def test_operator_kinds_of_aten_operators_and_cuda_kernels():
+    from anchorgen.bench import operator_kind
+
+    kinds = {
+        "aten::cudnn_convolution": "convolution",
+        "sm90_xmma_fprop_implicit_gemm_bf16bf16_bf16f32_f32_nhwckrsc_nhwc": "convolution",
+        "aten::_scaled_dot_product_flash_attention": "attention",
+        "pytorch_flash::flash_fwd_kernel<Flash_fwd_kernel_traits<64>>": "attention",
+        "aten::addmm": "matmul",
+        "sm90_xmma_gemm_bf16bf16_bf16f32_f32_tn_n_tilesize128x256x64": "matmul",
+        "aten::native_group_norm": "normalisation",
+        "triton_poi_fused_add_mul_0": "other",
+        "aten::add_": "other",
+    }
+    assert {name: operator_kind(name) for name in kinds} == kinds
+
+
 def test_bench_settings_are_validated():
     with pytest.raises(ValueError, match="reference_frames"):
         BenchConfig(frames=10, reference_frames=11)
@@ -192,6 +209,8 @@ def test_bench_settings_are_validated():
         BenchConfig().with_overrides(["dtype=fp8"])
     with pytest.raises(ValueError, match="scheduler"):
         BenchConfig(scheduler="euler")
+    with pytest.raises(ValueError, match="profile_frames"):
+        BenchConfig(frames=10, reference_frames=0, profile_frames=11)
 
 
 def test_cuda_graph_steps_mark_a_generation_per_forward_and_copy_the_output(models, monkeypatch):
@@ -265,6 +284,7 @@ def test_cli_bench_writes_the_json_schema(tmp_path):
         "matmul_size=64",
         "source_frames=3",
         "warmup=true",
+        "profile_frames=4",
     ):
         args += ["--set", setting]
     result = CliRunner().invoke(app, args)
@@ -297,6 +317,11 @@ def test_cli_bench_writes_the_json_schema(tmp_path):
     assert reference["psnr_pass"] and reference["psnr_db"] >= 35.0
     assert reference["finite_latents"] and reference["fast_output_std"] > 0
     assert data["finite_latents"] and data["encoder"] == "h264 (PyAV)"  # PyAV is installed here
+    profile = data["profile"]  # CPU time without CUDA
+    assert profile["clock"] == "cpu" and profile["frames"] == 4 and profile["total_seconds"] > 0
+    assert profile["seconds_by_kind"]["convolution"] > 0
+    assert sum(profile["share_by_kind"].values()) == pytest.approx(1.0)
+    assert "| profile (cpu time, 1 body step, 4 frames) |" in result.output
     env = data["environment"]
     assert env["device"] == "cpu" and env["torch"] == torch.__version__ and env["diffusers"]
     assert env["date"].startswith("20")

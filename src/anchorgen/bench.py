@@ -76,6 +76,10 @@ class BenchConfig(BaseConfig):
     """Length of the benchmarked motion (paper: 300 frames)."""
     reference_frames: int = 40
     """Frames the naive reference (and the fast path, for the comparison) render; 0 skips it."""
+    profile_frames: int = 0
+    """After the timed run, one body denoising step over this many frames runs under
+    ``torch.profiler``; the JSON's ``profile`` gives device time (CPU time without CUDA) by
+    operator kind and the costliest operators. 0 skips it."""
     num_inference_steps: int = 20
     """Denoising steps (paper: 20)."""
     scheduler: str = "ddim"
@@ -127,6 +131,7 @@ class BenchConfig(BaseConfig):
         require(
             0 <= self.reference_frames <= self.frames, "reference_frames must be in [0, frames]"
         )
+        require(0 <= self.profile_frames <= self.frames, "profile_frames must be in [0, frames]")
         require(self.num_inference_steps >= 1, "num_inference_steps must be >= 1")
         require(
             self.scheduler in ("ddim", "dpm++"),
@@ -491,16 +496,7 @@ def render_video(
 
     rank, world = rank_and_world()
     steps = config.num_inference_steps if steps is None else steps
-    common = dict(
-        num_inference_steps=steps,
-        guidance_scale=config.guidance_scale,
-        controlnet_conditioning_scale=config.controlnet_conditioning_scale,
-        window_size=config.window_size,
-        window_overlap=config.window_overlap,
-        latents_device=settings.latents_device,
-        condition_cache_bytes=settings.condition_cache_bytes,
-        progress=progress,
-    )
+    common = denoise_settings(config, settings, steps, progress)
     conditions = motion.conditions[:length]
     tag = f"{next(_RUN_IDS)}_{length}_{steps}"
     with timer.stage("body_denoise"):
@@ -556,6 +552,115 @@ def render_video(
                 workers = config.encode_workers or min(8, os.cpu_count() or 1)
                 encode_video(final, video, config.fps, workers)
     return final
+
+
+def denoise_settings(
+    config: BenchConfig, settings: PathSettings, steps: int, progress: bool
+) -> dict[str, Any]:
+    """The denoising arguments shared by the body and face passes of one path."""
+    return dict(
+        num_inference_steps=steps,
+        guidance_scale=config.guidance_scale,
+        controlnet_conditioning_scale=config.controlnet_conditioning_scale,
+        window_size=config.window_size,
+        window_overlap=config.window_overlap,
+        latents_device=settings.latents_device,
+        condition_cache_bytes=settings.condition_cache_bytes,
+        progress=progress,
+    )
+
+
+OPERATOR_KINDS = (
+    ("convolution", ("conv", "fprop", "dgrad", "wgrad")),
+    ("attention", ("attention", "flash", "fmha", "sdpa", "softmax")),
+    ("matmul", ("gemm", "mm", "matmul", "linear")),
+    ("normalisation", ("norm",)),
+)
+"""Operator kinds by name fragment, first match wins (implicit-GEMM convolution kernels are
+convolutions)."""
+
+
+def operator_kind(name: str) -> str:
+    """The kind of a profiler event (aten operator or CUDA kernel name): one of
+    ``OPERATOR_KINDS``' names, or 'other' (element-wise, copies, fused Triton kernels)."""
+    lowered = name.lower()
+    for kind, fragments in OPERATOR_KINDS:
+        if any(fragment in lowered for fragment in fragments):
+            return kind
+    return "other"
+
+
+def operator_profile(events: Any, device_kernels: bool, top: int = 12) -> dict:
+    """Seconds by operator kind and the ``top`` costliest operators of ``key_averages()``.
+
+    ``device_kernels``: count the CUDA kernels' own device time (each kernel once; the aten
+    operators that launched them carry no device time of their own); else the operators'
+    own CPU time.
+    """
+    from torch.autograd import DeviceType
+
+    timed = []
+    for event in events:
+        if device_kernels:
+            if event.device_type != DeviceType.CUDA:
+                continue
+            microseconds = event.self_device_time_total
+        else:
+            microseconds = event.self_cpu_time_total
+        if microseconds > 0:
+            timed.append((event.key, microseconds / 1e6, event.count))
+    total = sum(seconds for _, seconds, _ in timed)
+    by_kind: dict[str, float] = {}
+    for name, seconds, _ in timed:
+        by_kind[operator_kind(name)] = by_kind.get(operator_kind(name), 0.0) + seconds
+    timed.sort(key=lambda item: -item[1])
+    return {
+        "clock": "device" if device_kernels else "cpu",
+        "total_seconds": total,
+        "seconds_by_kind": dict(sorted(by_kind.items(), key=lambda item: -item[1])),
+        "share_by_kind": {kind: seconds / total for kind, seconds in by_kind.items()}
+        if total
+        else {},
+        "top_operators": [
+            {"name": name[:120], "seconds": seconds, "calls": calls}
+            for name, seconds, calls in timed[:top]
+        ],
+    }
+
+
+def profile_body_denoise(
+    body: Any,
+    motion: BenchMotion,
+    config: BenchConfig,
+    settings: PathSettings,
+    noise: torch.Tensor,
+    device: torch.device,
+) -> dict:
+    """One body denoising step over the first ``config.profile_frames`` frames of the fast
+    path under ``torch.profiler`` -> ``operator_profile`` plus the frames and the step."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from anchorgen.pipelines.anchor import AnchorPipeline
+
+    length = config.profile_frames
+    cuda = device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as profiler:
+        AnchorPipeline(body, body.make_scheduler(config.scheduler)).denoise(
+            motion.reference,
+            motion.conditions[:length],
+            temporal=body.is_temporal,
+            latents=noise[:length],
+            windows_per_batch=settings.windows_per_batch,
+            **denoise_settings(config, settings, 1, progress=False),
+        )
+        if cuda:
+            torch.cuda.synchronize(device)
+    return {
+        "frames": length,
+        "steps": 1,
+        **operator_profile(profiler.key_averages(), device_kernels=cuda),
+    }
 
 
 def encode_video(frames: np.ndarray, path: Path, fps: float, workers: int) -> None:
@@ -887,6 +992,12 @@ def run_bench(
             if rank != 0:
                 return None
 
+        profile = None
+        if config.profile_frames and world > 1:
+            notes.append("profile skipped: it runs single-process only")
+        elif config.profile_frames:
+            echo(f"profile: one body denoising step over {config.profile_frames} frames")
+            profile = profile_body_denoise(body_fast, motion, config, fast, noise, device)
         body_windows = (
             window_schedule(config.frames, config.window_size, config.window_overlap)
             if body32.is_temporal
@@ -953,6 +1064,7 @@ def run_bench(
                 "body_denoise_fraction_of_matmul": achieved / (matmul_rate * world),
                 "face_stage_tflops_per_s": face_flops / timer.seconds["face"] / 1e12,
             },
+            "profile": profile,
             "reference": None,
             "complete": False,
             "environment": environment(device),
@@ -1097,6 +1209,18 @@ def markdown_table(result: dict) -> str:
             f"(denoise at {100 * flops['body_denoise_fraction_of_matmul']:.1f}%)",
         ),
     ]
+    profile = result.get("profile")
+    if profile is not None:
+        shares = ", ".join(
+            f"{kind} {100 * profile['share_by_kind'][kind]:.0f}%"
+            for kind in profile["seconds_by_kind"]
+        )
+        rows.append(
+            (
+                f"profile ({profile['clock']} time, 1 body step, {profile['frames']} frames)",
+                f"{profile['total_seconds']:.3f} s: {shares}",
+            )
+        )
     reference = result["reference"]
     if reference is not None:
         rows += [
