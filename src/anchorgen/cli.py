@@ -426,6 +426,8 @@ Examples:
   anchorgen generate --model runs/me --motion data/me --out ablation.mp4 --no-temporal --no-face-enhance
 
   anchorgen generate --model runs/me --audio speech.wav --out speech.mp4   # speech -> motion -> video
+
+  anchorgen generate --model runs/me --motion driver.mp4 --out fast.mp4 --steps 10 --set scheduler=dpm++
 """
 
 
