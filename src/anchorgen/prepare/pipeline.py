@@ -141,7 +141,7 @@ def prepare(
         _check_person(raw, video)
 
         from anchorgen.prepare.crop import compute_clip_crop, valid_mask
-        from anchorgen.prepare.smoothing import jitter, smooth_sequence
+        from anchorgen.prepare.smoothing import smooth_sequence
 
         smoothed = smooth_sequence(raw, max_gap_seconds=config.max_gap_seconds)
         box = compute_clip_crop(smoothed, (info.width, info.height), margin=config.crop_margin)
@@ -219,7 +219,7 @@ def prepare(
                 conditions="images" if conditions_dir else "smplx" if smplx_params else "landmarks",
             )
             meta.save(tmp)
-            report = _report(raw, smoothed, crop_landmarks, valid, fps, timings, jitter)
+            report = _report(crop_raw, crop_landmarks, valid, fps, timings)
             (tmp / "report.json").write_text(json.dumps(report, indent=2))
             _contact_sheet(tmp, crop_landmarks, num_frames)
         return out
@@ -481,21 +481,26 @@ def clip_face_affines(seq: LandmarkSequence, face_size: int) -> np.ndarray:
     return smooth_affines(affines, seq.fps, out_size=face_size)
 
 
-def _report(raw, smoothed, crop_landmarks, valid, fps, timings, jitter) -> dict:
-    """Detection rates, jitter before/after smoothing and warnings, for report.json."""
+def _report(crop_raw, crop_smoothed, valid, fps, timings) -> dict:
+    """Detection rates, jitter before/after smoothing and warnings, for report.json.
+
+    ``crop_raw`` and ``crop_smoothed`` are the tracked and smoothed landmarks in crop
+    pixels, so the jitter is in the pixels of the dataset's frames.
+    """
+    from anchorgen.prepare.smoothing import jitter
+
     warnings = []
     parts = {}
     for part in PARTS:
-        detected = raw.detected[part]
-        present = smoothed.present[part]
+        detected = crop_raw.detected[part]
+        present = crop_smoothed.present[part]
         longest = _longest_run(~present)
-        scale = crop_landmarks.image_size[0] / raw.image_size[0]
         parts[part] = {
             "detected_rate": float(detected.mean()),
             "present_rate_after_interpolation": float(present.mean()),
             "longest_missing_span_s": longest / fps,
-            "jitter_before_px": float(jitter(getattr(raw, part), raw.detected[part]) * scale),
-            "jitter_after_px": float(jitter(getattr(smoothed, part), present) * scale),
+            "jitter_before_px": float(jitter(getattr(crop_raw, part), detected)),
+            "jitter_after_px": float(jitter(getattr(crop_smoothed, part), present)),
         }
         if part in ("left_hand", "right_hand") and longest / fps > 1.0:
             warnings.append(
@@ -509,7 +514,7 @@ def _report(raw, smoothed, crop_landmarks, valid, fps, timings, jitter) -> dict:
             f"{padded:.0%} of the crop is padding: the person is close to the frame edge"
         )
     return {
-        "num_frames": len(raw),
+        "num_frames": len(crop_raw),
         "fps": fps,
         "parts": parts,
         "padding_fraction": padded,
