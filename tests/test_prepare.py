@@ -49,6 +49,39 @@ def test_dataset_layout_and_meta(sample_dataset):
     assert not list(sample_dataset.parent.glob(".*partial*")), "temporary directory left behind"
 
 
+def test_report_jitter_is_in_the_dataset_pixels(sample_dataset):
+    """report.json's jitter is that of the saved landmarks: in the dataset's pixels."""
+    from anchorgen.landmarks import LandmarkSequence
+    from anchorgen.prepare.smoothing import jitter
+
+    report = json.loads((sample_dataset / "report.json").read_text())
+    raw = LandmarkSequence.load(sample_dataset / "landmarks_raw.npz")
+    smoothed = LandmarkSequence.load(sample_dataset / "landmarks.npz")
+    for part in ("pose", "face"):
+        stats = report["parts"][part]
+        expected = jitter(getattr(raw, part), raw.detected[part])
+        assert stats["jitter_before_px"] == pytest.approx(expected, rel=1e-4)
+        expected = jitter(getattr(smoothed, part), smoothed.present[part])
+        assert stats["jitter_after_px"] == pytest.approx(expected, rel=1e-4)
+
+
+def test_report_jitter_scales_with_the_crop_not_the_frame_width():
+    """A portrait 1080x1920 source cropped by a 1920 px box to 512: a pose that shakes by
+    1.5 source pixels a frame reports its jitter times 512/1920 (not 512/1080)."""
+    from anchorgen.landmarks import LandmarkSequence
+    from anchorgen.prepare.crop import CropBox
+    from anchorgen.prepare.pipeline import _report
+
+    raw = LandmarkSequence.empty(12, 25.0, (1080, 1920))
+    raw.pose[:] = np.random.default_rng(0).uniform(200, 800, (1, 33, 3))
+    raw.pose[1::2, :, 0] += 1.5  # x alternates by 1.5 px: second differences of 3 px
+    raw.present["pose"][:] = raw.detected["pose"][:] = True
+    crop = raw.transformed(CropBox(-420, 0, 1920).affine(512), (512, 512))
+    report = _report(crop, crop, np.ones((512, 512), bool), 25.0, {})
+    assert report["parts"]["pose"]["jitter_before_px"] == pytest.approx(3.0 * 512 / 1920, rel=1e-4)
+    assert report["parts"]["pose"]["jitter_after_px"] == pytest.approx(3.0 * 512 / 1920, rel=1e-4)
+
+
 def test_renders_are_reproducible_from_saved_landmarks(sample_dataset):
     data = PreparedDataset(sample_dataset)
     for i in (0, 17, 31):

@@ -328,3 +328,44 @@ def test_renders_do_not_depend_on_the_chunk_size(monkeypatch):
     chunked = [render_frame(f, 160, visibility=visibility) for f in (frame, face_space)]
     for one, many in zip(whole, chunked, strict=True):
         assert one.any() and np.array_equal(one, many)
+
+
+_MAIN_PROCESS_CHECK = """
+import sys
+from anchorgen.prepare.pipeline import PrepareConfig, prepare
+from anchorgen.prepare.sample import write_sample_clip
+
+clip = write_sample_clip(sys.argv[1] + "/clip.mp4", seconds=4.0, fps=8, size=256)
+config = PrepareConfig(size=128, face_size=128, fps=8, holdout_seconds=1.0, workers=2)
+prepare(clip, sys.argv[1] + "/out", config, progress=False)
+print(sorted(m for m in ("torch", "mediapipe") if m in sys.modules))
+"""
+
+
+def test_main_process_prepares_without_torch_or_mediapipe(tmp_path):
+    """The workers track and render; the main process (smoothing, crop, dataset files) needs
+    neither library, so it leaves their import time (seconds of CPU) to the workers."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    done = subprocess.run(
+        [sys.executable, "-c", _MAIN_PROCESS_CHECK, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+    assert (tmp_path / "out" / "meta.json").is_file()
+
+
+def test_dataset_module_shares_the_torch_free_layout_helpers():
+    """One home for the file names, image codecs and meta.json: the reader re-exports them."""
+    from anchorgen.io import dataset, layout
+
+    for name in ("SCHEMA_VERSION", "JPEG_QUALITY", "DatasetMeta", "frame_name"):
+        assert getattr(dataset, name) is getattr(layout, name)
+    assert dataset.write_image is layout.write_image and dataset.read_image is layout.read_image

@@ -10,8 +10,8 @@ temporary directory that is renamed to ``--out`` only when all of it succeeded.
 Importing this module loads neither torch nor MediaPipe (seconds each on a 2-core
 machine): the workers load MediaPipe for pass 1 and torch (renderer) for pass 2, the
 latter in the background as soon as their pass-1 segment is done (while the other worker
-still tracks, or the main process smooths the landmarks), and the main process loads
-torch (through :mod:`anchorgen.io.dataset`) while the workers track.
+still tracks, or the main process smooths the landmarks). The main process never loads
+either: it writes the dataset's files with :mod:`anchorgen.io.layout`.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from anchorgen.config import BaseConfig, require
 from anchorgen.errors import InputError
 from anchorgen.io import video as video_io
 from anchorgen.io.atomic import atomic_directory
+from anchorgen.io.layout import SCHEMA_VERSION, DatasetMeta, frame_name, write_image
 from anchorgen.landmarks import PARTS, LandmarkSequence, transform_points
 from anchorgen.parallel import run_segments, segment_pool, split_frames
 
@@ -133,11 +134,6 @@ def prepare(
 
     workers = config.workers or os.cpu_count() or 1
     with segment_pool(workers) as pool:  # both passes share the worker processes
-        # The main process needs the dataset module (and with it torch) only at the end:
-        # it loads it while the workers track.
-        preload = threading.Thread(target=importlib.import_module, args=("anchorgen.io.dataset",))
-        if pool is not None:
-            preload.start()
         tick = time.perf_counter()
         raw, mattes = _track(video, fps, config, info, pool, progress)
         timings["track_s"] = time.perf_counter() - tick
@@ -145,7 +141,7 @@ def prepare(
         _check_person(raw, video)
 
         from anchorgen.prepare.crop import compute_clip_crop, valid_mask
-        from anchorgen.prepare.smoothing import jitter, smooth_sequence
+        from anchorgen.prepare.smoothing import smooth_sequence
 
         smoothed = smooth_sequence(raw, max_gap_seconds=config.max_gap_seconds)
         box = compute_clip_crop(smoothed, (info.width, info.height), margin=config.crop_margin)
@@ -161,9 +157,6 @@ def prepare(
         condition_images = _condition_source(
             conditions_dir, smplx_params, smplx_model, num_frames, fps, config.size
         )
-        if preload.is_alive():
-            preload.join()
-        from anchorgen.io.dataset import SCHEMA_VERSION, DatasetMeta, write_image
 
         with atomic_directory(out, overwrite=overwrite) as tmp:
             for sub in ("frames", "renders", "mattes", "face/frames", "face/renders", "face/masks"):
@@ -226,7 +219,7 @@ def prepare(
                 conditions="images" if conditions_dir else "smplx" if smplx_params else "landmarks",
             )
             meta.save(tmp)
-            report = _report(raw, smoothed, crop_landmarks, valid, fps, timings, jitter)
+            report = _report(crop_raw, crop_landmarks, valid, fps, timings)
             (tmp / "report.json").write_text(json.dumps(report, indent=2))
             _contact_sheet(tmp, crop_landmarks, num_frames)
         return out
@@ -234,7 +227,6 @@ def prepare(
 
 def _load_renderer() -> None:
     """Import what pass 2 needs (torch), in a worker that would otherwise wait."""
-    importlib.import_module("anchorgen.io.dataset")
     importlib.import_module("anchorgen.prepare.render")
 
 
@@ -391,7 +383,6 @@ def _write_frames(
 def _write_segment(job, report) -> None:
     """Pass 2 for output frames a..b-1."""
     from anchorgen.geometry import compose_affines
-    from anchorgen.io.dataset import frame_name, write_image
     from anchorgen.prepare.crop import apply_crop, crop_matte
     from anchorgen.prepare.face import face_mask, warp_face
 
@@ -449,8 +440,6 @@ def rerender(root: str | Path, progress: bool = True, workers: int | None = None
     left them out (e.g. a transfer to a training machine) or after a renderer update.
     Segments of frames are rendered in ``workers`` processes (default: one per CPU).
     """
-    from anchorgen.io.dataset import DatasetMeta
-
     root = Path(root)
     meta = DatasetMeta.load(root)
     if meta.conditions != "landmarks":
@@ -466,8 +455,6 @@ def rerender(root: str | Path, progress: bool = True, workers: int | None = None
 
 
 def _rerender_segment(job: tuple[Path, int, int], report) -> None:
-    from anchorgen.io.dataset import DatasetMeta, frame_name, write_image
-
     root, a, b = job
     meta = DatasetMeta.load(root)
     landmarks = LandmarkSequence.load(root / "landmarks.npz")
@@ -494,21 +481,26 @@ def clip_face_affines(seq: LandmarkSequence, face_size: int) -> np.ndarray:
     return smooth_affines(affines, seq.fps, out_size=face_size)
 
 
-def _report(raw, smoothed, crop_landmarks, valid, fps, timings, jitter) -> dict:
-    """Detection rates, jitter before/after smoothing and warnings, for report.json."""
+def _report(crop_raw, crop_smoothed, valid, fps, timings) -> dict:
+    """Detection rates, jitter before/after smoothing and warnings, for report.json.
+
+    ``crop_raw`` and ``crop_smoothed`` are the tracked and smoothed landmarks in crop
+    pixels, so the jitter is in the pixels of the dataset's frames.
+    """
+    from anchorgen.prepare.smoothing import jitter
+
     warnings = []
     parts = {}
     for part in PARTS:
-        detected = raw.detected[part]
-        present = smoothed.present[part]
+        detected = crop_raw.detected[part]
+        present = crop_smoothed.present[part]
         longest = _longest_run(~present)
-        scale = crop_landmarks.image_size[0] / raw.image_size[0]
         parts[part] = {
             "detected_rate": float(detected.mean()),
             "present_rate_after_interpolation": float(present.mean()),
             "longest_missing_span_s": longest / fps,
-            "jitter_before_px": float(jitter(getattr(raw, part), raw.detected[part]) * scale),
-            "jitter_after_px": float(jitter(getattr(smoothed, part), present) * scale),
+            "jitter_before_px": float(jitter(getattr(crop_raw, part), detected)),
+            "jitter_after_px": float(jitter(getattr(crop_smoothed, part), present)),
         }
         if part in ("left_hand", "right_hand") and longest / fps > 1.0:
             warnings.append(
@@ -522,7 +514,7 @@ def _report(raw, smoothed, crop_landmarks, valid, fps, timings, jitter) -> dict:
             f"{padded:.0%} of the crop is padding: the person is close to the frame edge"
         )
     return {
-        "num_frames": len(raw),
+        "num_frames": len(crop_raw),
         "fps": fps,
         "parts": parts,
         "padding_fraction": padded,
@@ -543,8 +535,6 @@ def _contact_sheet(
     root: Path, landmarks: LandmarkSequence, num_frames: int, columns: int = 6
 ) -> None:
     """Frames with landmarks overlaid, condition renders and face crops for a glance check."""
-    from anchorgen.io.dataset import frame_name, write_image
-
     picks = np.linspace(0, num_frames - 1, columns).round().astype(int)
     tile = 192
     rows = []
