@@ -709,6 +709,10 @@ Examples:
 
   anchorgen bench --preset sd15 --set compile=default --set windows_per_batch=6
 
+  anchorgen bench --preset sd15 --set scheduler=dpm++ --set num_inference_steps=10
+
+  anchorgen bench --preset sd15 --reference-frames 0 --set profile_frames=32   # time by operator kind
+
   anchorgen bench --preset tiny --frames 24 --reference-frames 8 --set num_inference_steps=2
 
   torchrun --nproc_per_node 2 -m anchorgen bench --preset sd15 --reference-frames 0
