@@ -97,12 +97,13 @@ def test_loading_another_preset_or_part_is_refused(tmp_path):
         StructureGuidedDiffusion.from_pretrained(tmp_path)
 
 
-def test_a_model_saved_with_a_removed_option_off_still_loads(tmp_path):
-    """Models saved before ``reference_concat`` was removed carry it as false: they load, and
-    one that used it is refused with a message, not an unknown-key error."""
+def test_a_model_or_run_config_saved_with_a_removed_option_off_still_loads(tmp_path):
+    """Models and run configs saved before ``reference_concat`` was removed carry it as false:
+    they load; one that used it is refused with a message, not an unknown-key error."""
     import json
 
     from anchorgen.models.sgdm import MODEL_FILE
+    from anchorgen.presets import TrainConfig
 
     model = tiny_test_model(temporal=False)
     model.save_pretrained(tmp_path / "m")
@@ -110,12 +111,15 @@ def test_a_model_saved_with_a_removed_option_off_still_loads(tmp_path):
     meta = json.loads(path.read_text())
     meta["model_config"]["reference_concat"] = False
     path.write_text(json.dumps(meta))
-    loaded = StructureGuidedDiffusion.from_pretrained(tmp_path / "m")
-    assert loaded.config == model.config
+    assert StructureGuidedDiffusion.from_pretrained(tmp_path / "m").config == model.config
     meta["model_config"]["reference_concat"] = True
     path.write_text(json.dumps(meta))
-    with pytest.raises(InputError, match="reference_concat=True, an option this version"):
+    with pytest.raises(ConfigError, match="reference_concat=True is an option this version"):
         StructureGuidedDiffusion.from_pretrained(tmp_path / "m")
+
+    run_config = get_preset("tiny").to_dict()  # a run directory's config.yaml, as a dict
+    run_config["model"]["condition_concat"] = False
+    assert TrainConfig.from_dict(run_config).model == get_preset("tiny").model
 
 
 def test_temporal_and_spatial_parameter_groups_partition_the_denoiser():

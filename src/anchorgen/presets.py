@@ -35,6 +35,11 @@ def _plain(value: Any) -> Any:
     return str(value) if isinstance(value, Path) else value
 
 
+REMOVED_OPTIONS = {"reference_concat": False, "condition_concat": False}
+"""Model options that were measured, found no better and removed (docs/BENCHMARKS.md), with
+the value under which a saved model's architecture is the same without them."""
+
+
 @dataclass
 class ModelConfig(BaseConfig):
     """Architecture of one SGDM (eqs. 1-5): denoiser, structure branch, appearance encoder, codec."""
@@ -156,6 +161,22 @@ class ModelConfig(BaseConfig):
         )
         require(self.appearance_grid >= 1, "appearance_grid must be >= 1")
         require(self.conditioning_scale >= 0, "conditioning_scale must be >= 0")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, where: str = "") -> ModelConfig:
+        """As ``BaseConfig.from_dict``; an option of ``REMOVED_OPTIONS`` (saved models, run
+        configs, config files written before its removal) is dropped when it was off and
+        refused when it was on, since such weights expect the removed inputs."""
+        if isinstance(data, dict):
+            data = dict(data)
+            for option, off in REMOVED_OPTIONS.items():
+                value = data.pop(option, off)
+                if value != off:
+                    raise ConfigError(
+                        f"{where or cls.__name__}: {option}={value} is an option this version of "
+                        "anchorgen removed; retrain, or use the version that made this model"
+                    )
+        return super().from_dict(data, where=where)
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(super().to_dict())

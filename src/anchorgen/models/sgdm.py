@@ -465,17 +465,8 @@ class StructureGuidedDiffusion(torch.nn.Module):
 
 
 # --------------------------------------------------------------------- model directory checks
-REMOVED_OPTIONS = {"reference_concat": False, "condition_concat": False}
-"""Model options that were measured, found no better and removed (docs/BENCHMARKS.md), with
-the value that leaves a saved model's architecture unchanged without them."""
-
-
 def read_model_config(directory: str | Path) -> ModelConfig:
-    """The ``ModelConfig`` saved in a model/run directory (``InputError`` if there is none).
-
-    A model saved before an option in ``REMOVED_OPTIONS`` was removed loads when the option
-    was off; one that used it is refused, since its weights expect the removed inputs.
-    """
+    """The ``ModelConfig`` saved in a model/run directory (``InputError`` if there is none)."""
     path = Path(directory) / MODEL_FILE
     if not path.is_file():
         raise InputError(
@@ -483,15 +474,7 @@ def read_model_config(directory: str | Path) -> ModelConfig:
         )
     try:
         meta = json.loads(path.read_text())
-        saved = dict(meta["model_config"])
-        for option, off in REMOVED_OPTIONS.items():
-            value = saved.pop(option, off)
-            if value != off:
-                raise InputError(
-                    f"{path} was trained with {option}={value}, an option this version of "
-                    "anchorgen removed; retrain it or use the version that made it"
-                )
-        return ModelConfig.from_dict(saved, where=str(path))
+        return ModelConfig.from_dict(meta["model_config"], where=str(path))
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
         raise InputError(f"corrupt {path}: {exc}") from exc
 
