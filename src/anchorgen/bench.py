@@ -485,7 +485,6 @@ def render_video(
     returns the frames, the other ranks None.
     """
     from anchorgen.pipelines.anchor import (
-        AnchorPipeline,
         decode_across_ranks,
         decode_latents,
         rank_and_world,
@@ -500,14 +499,7 @@ def render_video(
     conditions = motion.conditions[:length]
     tag = f"{next(_RUN_IDS)}_{length}_{steps}"
     with timer.stage("body_denoise"):
-        latents = AnchorPipeline(body, body.make_scheduler(config.scheduler)).denoise(
-            motion.reference,
-            conditions,
-            temporal=body.is_temporal,
-            latents=noise[:length],
-            windows_per_batch=settings.windows_per_batch,
-            **common,
-        )
+        latents = denoise_body(body, motion, config, settings, length, noise, steps, progress)
     with timer.stage("decode"):
         if world > 1:
             body_frames = decode_across_ranks(
@@ -552,6 +544,29 @@ def render_video(
                 workers = config.encode_workers or min(8, os.cpu_count() or 1)
                 encode_video(final, video, config.fps, workers)
     return final
+
+
+def denoise_body(
+    body: Any,
+    motion: BenchMotion,
+    config: BenchConfig,
+    settings: PathSettings,
+    length: int,
+    noise: torch.Tensor,
+    steps: int,
+    progress: bool,
+) -> torch.Tensor:
+    """Algorithm 1 over the first ``length`` frames of the motion -> latents (length, C, h, w)."""
+    from anchorgen.pipelines.anchor import AnchorPipeline
+
+    return AnchorPipeline(body, body.make_scheduler(config.scheduler)).denoise(
+        motion.reference,
+        motion.conditions[:length],
+        temporal=body.is_temporal,
+        latents=noise[:length],
+        windows_per_batch=settings.windows_per_batch,
+        **denoise_settings(config, settings, steps, progress),
+    )
 
 
 def denoise_settings(
@@ -609,18 +624,15 @@ def operator_profile(events: Any, device_kernels: bool, top: int = 12) -> dict:
             microseconds = event.self_cpu_time_total
         if microseconds > 0:
             timed.append((event.key, microseconds / 1e6, event.count))
-    total = sum(seconds for _, seconds, _ in timed)
     by_kind: dict[str, float] = {}
     for name, seconds, _ in timed:
-        by_kind[operator_kind(name)] = by_kind.get(operator_kind(name), 0.0) + seconds
+        kind = operator_kind(name)
+        by_kind[kind] = by_kind.get(kind, 0.0) + seconds
     timed.sort(key=lambda item: -item[1])
     return {
         "clock": "device" if device_kernels else "cpu",
-        "total_seconds": total,
+        "total_seconds": sum(by_kind.values()),
         "seconds_by_kind": dict(sorted(by_kind.items(), key=lambda item: -item[1])),
-        "share_by_kind": {kind: seconds / total for kind, seconds in by_kind.items()}
-        if total
-        else {},
         "top_operators": [
             {"name": name[:120], "seconds": seconds, "calls": calls}
             for name, seconds, calls in timed[:top]
@@ -640,20 +652,11 @@ def profile_body_denoise(
     path under ``torch.profiler`` -> ``operator_profile`` plus the frames and the step."""
     from torch.profiler import ProfilerActivity, profile
 
-    from anchorgen.pipelines.anchor import AnchorPipeline
-
     length = config.profile_frames
     cuda = device.type == "cuda"
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     with profile(activities=activities) as profiler:
-        AnchorPipeline(body, body.make_scheduler(config.scheduler)).denoise(
-            motion.reference,
-            motion.conditions[:length],
-            temporal=body.is_temporal,
-            latents=noise[:length],
-            windows_per_batch=settings.windows_per_batch,
-            **denoise_settings(config, settings, 1, progress=False),
-        )
+        denoise_body(body, motion, config, settings, length, noise, steps=1, progress=False)
         if cuda:
             torch.cuda.synchronize(device)
     return {
@@ -1212,8 +1215,8 @@ def markdown_table(result: dict) -> str:
     profile = result.get("profile")
     if profile is not None:
         shares = ", ".join(
-            f"{kind} {100 * profile['share_by_kind'][kind]:.0f}%"
-            for kind in profile["seconds_by_kind"]
+            f"{kind} {100 * seconds / profile['total_seconds']:.0f}%"
+            for kind, seconds in profile["seconds_by_kind"].items()
         )
         rows.append(
             (

@@ -534,7 +534,6 @@ def generate_frames(
         progress=progress,
     )
     pipe = AnchorPipeline(identity.body, identity.body.make_scheduler(config.scheduler))
-    size = identity.size
     frames = pipe.generate_frames(
         identity.reference,
         motion.conditions,
@@ -542,7 +541,10 @@ def generate_frames(
         controlnet_conditioning_scale=body_scale,
         # latents and noise sum, with room for a scheduler step's temporaries
         latents_device=latents_home(
-            identity.body.device, len(motion), latent_shape(identity.body, size, size), copies=3
+            identity.body.device,
+            len(motion),
+            latent_shape(identity.body, identity.size, identity.size),
+            copies=3,
         ),
         **common,
     )
