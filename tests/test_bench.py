@@ -173,6 +173,31 @@ def test_optimize_model_sets_sdpa_channels_last_and_dtype(models):
     assert compiled.controlnet._compiled_call_impl is not None
 
 
+def test_fused_qkv_and_a_pinned_attention_backend_keep_the_prediction(models):
+    from diffusers.models.attention_processor import FusedAttnProcessor2_0
+
+    model = copy.deepcopy(models[0])
+    applied = optimize_model(model, fuse_qkv=True, attention_backend="math")
+    layers = list(model.unet.attn_processors.values()) + list(
+        model.controlnet.attn_processors.values()
+    )
+    assert applied["fused_qkv_layers"] == len(layers) > 0
+    assert all(isinstance(p, FusedAttnProcessor2_0) for p in layers)
+    assert applied["attention_backend"] == "math"
+    inputs = predict_inputs(model)
+    with torch.no_grad():
+        fused, plain = model.predict(*inputs), models[0].predict(*inputs)
+    torch.testing.assert_close(fused, plain, rtol=1e-4, atol=1e-5)
+    # the pin is real: a backend the CPU lacks fails instead of falling back
+    optimize_model(model, attention_backend="cudnn")
+    with pytest.raises(RuntimeError), torch.no_grad():
+        model.predict(*inputs)
+    with pytest.raises(ConfigError, match="attention_backend"):
+        optimize_model(model, attention_backend="fastest")
+    with pytest.raises(ValueError, match="attention_backend"):
+        BenchConfig(attention_backend="fastest")
+
+
 def test_latents_live_on_the_gpu_within_the_budget_and_on_the_host_past_it():
     cuda, cpu = torch.device("cuda:1"), torch.device("cpu")
     shape = (48, 64, 64)  # scratch-256: 786,432 bytes per float32 frame latent

@@ -49,7 +49,7 @@ import numpy as np
 import torch
 
 from anchorgen.config import BaseConfig, require
-from anchorgen.pipelines.accel import COMPILE_MODES
+from anchorgen.pipelines.accel import ATTENTION_BACKENDS, COMPILE_MODES
 
 BENCH_PRESETS = ("auto", "sd15", "scratch-256", "tiny")
 STAGES = ("body_denoise", "decode", "face", "encode")
@@ -106,6 +106,11 @@ class BenchConfig(BaseConfig):
     compile: str = "off"
     """Fast path: torch.compile of UNet and structure branch: 'off', 'default' or
     'reduce-overhead'; the compilation is paid in the warm-up and reported."""
+    fuse_qkv: bool = False
+    """Fast path: one fused query/key/value projection per attention layer (``accel.fuse_qkv_projections``)."""
+    attention_backend: str = "auto"
+    """Fast path: the only SDPA backend attention may use: 'auto' (PyTorch's choice), 'flash',
+    'efficient', 'cudnn' or 'math'."""
     condition_cache_mib: int = 1024
     """Fast path: condition frames up to this size stay on the device as uint8 (else streamed)."""
     encode_workers: int = 0
@@ -152,6 +157,10 @@ class BenchConfig(BaseConfig):
             f"dtype must be 'auto', 'float32', 'bfloat16' or 'float16', got {self.dtype!r}",
         )
         require(self.compile in COMPILE_MODES, f"compile must be one of {COMPILE_MODES}")
+        require(
+            self.attention_backend in ATTENTION_BACKENDS,
+            f"attention_backend must be one of {ATTENTION_BACKENDS}",
+        )
         require(self.condition_cache_mib >= 0, "condition_cache_mib must be >= 0")
         require(self.encode_workers >= 0, "encode_workers must be >= 0")
         require(self.fps > 0, "fps must be positive")
@@ -922,12 +931,16 @@ def run_bench(
                 dtype=fast_dtype,
                 channels_last=config.channels_last,
                 compile_mode=config.compile,
+                fuse_qkv=config.fuse_qkv,
+                attention_backend=config.attention_backend,
             )
             optimize_model(
                 face_fast,
                 dtype=fast_dtype,
                 channels_last=config.channels_last,
                 compile_mode=config.compile,
+                fuse_qkv=config.fuse_qkv,
+                attention_backend=config.attention_backend,
             )
             if device.type == "cuda":  # the fp32 masters wait on the host during the fast runs
                 body32.to("cpu")

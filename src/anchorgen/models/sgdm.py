@@ -10,6 +10,7 @@ inpainting UNet input [z_t, M, z_M].
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -97,6 +98,8 @@ class StructureGuidedDiffusion(torch.nn.Module):
         # and CUDA graphs need a new generation per forward (``accel.optimize_model`` sets both)
         self.static_batch_shapes = False
         self.cuda_graph_steps = False
+        # the SDPA backends every forward is pinned to (None: PyTorch's choice)
+        self.attention_backends: tuple | None = None
 
     # ----------------------------------------------------------------- properties
     @property
@@ -217,12 +220,35 @@ class StructureGuidedDiffusion(torch.nn.Module):
         )  # (B, F, Cin, h, w)
         if extra_tokens:
             tokens = torch.cat([tokens, *extra_tokens.values()], dim=1)
+        if self.cuda_graph_steps:  # CUDA graphs replay into one memory pool per network:
+            torch.compiler.cudagraph_mark_step_begin()  # each forward is a new generation
+        with self._attention_backends():
+            return self._networks(x, timesteps, tokens, conditioning_scale, conditions)
+
+    def _attention_backends(self) -> contextlib.AbstractContextManager:
+        """SDPA pinned to ``attention_backends`` (``accel.optimize_model``), else no change."""
+        if self.attention_backends is None:
+            return contextlib.nullcontext()
+        from torch.nn.attention import sdpa_kernel
+
+        return sdpa_kernel(list(self.attention_backends))
+
+    def _networks(
+        self,
+        x: torch.Tensor,
+        timesteps: torch.Tensor,
+        tokens: torch.Tensor,
+        conditioning_scale: float,
+        conditions: torch.Tensor,
+    ) -> torch.Tensor:
+        """Structure branch, then the UNet with its residuals added (eq. 2): ``predict``'s
+        forward of one batch. x (B, F, Cin, h, w); timesteps (B,); tokens (B, N, D) with any
+        extra streams appended; conditions (B, F, 3, H, W). Returns (B, F, C, h, w)."""
+        b, f = x.shape[:2]
         dtype = self.dtype
         x_bf = x.flatten(0, 1).to(dtype)  # (B*F, Cin, h, w)
         t_bf = timesteps.repeat_interleave(f)  # (B*F,)
         tokens_bf = tokens.to(dtype).repeat_interleave(f, dim=0)  # (B*F, N, D)
-        if self.cuda_graph_steps:  # CUDA graphs replay into one memory pool per network:
-            torch.compiler.cudagraph_mark_step_begin()  # each forward is a new generation
         down_res, mid_res = self.controlnet(
             x_bf,
             t_bf,

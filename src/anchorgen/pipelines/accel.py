@@ -3,7 +3,8 @@
 - ``optimize_model``: cast to the inference dtype (bf16 on a GPU), channels-last memory
   format for the convolution-heavy UNet/structure branch/VAE, scaled-dot-product attention
   (PyTorch SDPA: flash / memory-efficient kernels) instead of diffusers' classic processor,
-  and an optional ``torch.compile`` of the UNet and the structure branch.
+  fused query/key/value projections (one matmul instead of three per attention layer), a
+  chosen SDPA backend, and an optional ``torch.compile`` of the UNet and the structure branch.
 - ``DeviceFrames`` / ``cache_frames``: the condition renders of the whole motion kept on the
   model's device as uint8 (a 300-frame 512 px motion is 236 MB) when they fit a budget, so
   no window step copies them from the host again; otherwise they stream from the host.
@@ -26,6 +27,8 @@ import torch
 from anchorgen.errors import ConfigError
 
 COMPILE_MODES = ("off", "default", "reduce-overhead")
+ATTENTION_BACKENDS = ("auto", "flash", "efficient", "cudnn", "math")
+"""SDPA backends ``optimize_model`` can pin; 'auto' leaves PyTorch's own choice."""
 DEFAULT_CUDA_CACHE_BYTES = 1 << 30
 """Condition frames up to this size are kept on a CUDA device by default (1 GiB)."""
 DEFAULT_CUDA_LATENT_BYTES = 8 << 30
@@ -49,12 +52,51 @@ def ensure_sdpa(module: torch.nn.Module) -> int:
     return count
 
 
+def fuse_qkv_projections(module: torch.nn.Module) -> int:
+    """Fuse each attention layer's query/key/value projections into one linear layer.
+
+    Self-attention gets one (D, 3D) matmul instead of three, cross-attention one (D_ctx, 2D)
+    matmul for key and value; the outputs are the same up to rounding. For inference only:
+    the fused weights are copies, so training the model afterwards would leave them stale.
+    Returns how many layers now run ``FusedAttnProcessor2_0``.
+    """
+    from diffusers.models.attention_processor import Attention, FusedAttnProcessor2_0
+
+    count = 0
+    for layer in module.modules():
+        if isinstance(layer, Attention) and not layer.fused_projections:
+            layer.fuse_projections()
+            layer.set_processor(FusedAttnProcessor2_0())
+            count += 1
+    return count
+
+
+def sdpa_backends(name: str) -> tuple | None:
+    """The ``torch.nn.attention.SDPBackend`` list that ``name`` pins (None for 'auto')."""
+    if name not in ATTENTION_BACKENDS:
+        raise ConfigError(f"attention_backend must be one of {ATTENTION_BACKENDS}, got {name!r}")
+    if name == "auto":
+        return None
+    from torch.nn.attention import SDPBackend
+
+    return (
+        {
+            "flash": SDPBackend.FLASH_ATTENTION,
+            "efficient": SDPBackend.EFFICIENT_ATTENTION,
+            "cudnn": SDPBackend.CUDNN_ATTENTION,
+            "math": SDPBackend.MATH,
+        }[name],
+    )
+
+
 def optimize_model(
     model: Any,
     *,
     dtype: torch.dtype | None = None,
     channels_last: bool = True,
     compile_mode: str = "off",
+    fuse_qkv: bool = False,
+    attention_backend: str = "auto",
 ) -> dict[str, Any]:
     """Apply the levers to a ``StructureGuidedDiffusion`` in place; returns what was applied.
 
@@ -64,7 +106,9 @@ def optimize_model(
     step's last, smaller batch of windows to the full size (``static_batch_shapes``), so the
     first forward pays the only compilation; callers warm up before timing. Keep a batch's
     clips (2 x windows with CFG) within the attention limit: a batch split into chunks adds
-    a shape.
+    a shape. ``fuse_qkv``: ``fuse_qkv_projections`` on the UNet and the structure branch.
+    ``attention_backend``: every forward of the model runs SDPA with only that backend
+    (``sdpa_backends``); a shape it cannot serve is an error, not a silent fallback.
     """
     if compile_mode not in COMPILE_MODES:
         raise ConfigError(f"compile must be one of {COMPILE_MODES}, got {compile_mode!r}")
@@ -75,6 +119,10 @@ def optimize_model(
             torch.nn.Module.to(part, memory_format=torch.channels_last)
     sdpa_layers = ensure_sdpa(model.unet) + ensure_sdpa(model.controlnet)
     sdpa_layers += ensure_sdpa(model.codec)
+    fused_layers = (
+        fuse_qkv_projections(model.unet) + fuse_qkv_projections(model.controlnet) if fuse_qkv else 0
+    )
+    model.attention_backends = sdpa_backends(attention_backend)
     if compile_mode != "off":
         for part in (model.unet, model.controlnet):
             part.compile(mode=compile_mode, dynamic=False)
@@ -84,6 +132,8 @@ def optimize_model(
         "dtype": str(model.dtype).removeprefix("torch."),
         "channels_last": channels_last,
         "sdpa_attention_layers": sdpa_layers,
+        "fused_qkv_layers": fused_layers,
+        "attention_backend": attention_backend,
         "compile": compile_mode,
     }
 
