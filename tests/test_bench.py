@@ -216,6 +216,11 @@ def test_operator_kinds_of_aten_operators_and_cuda_kernels():
         "sm90_xmma_fprop_implicit_gemm_bf16bf16_bf16f32_f32_nhwckrsc_nhwc": "convolution",
         "aten::_scaled_dot_product_flash_attention": "attention",
         "pytorch_flash::flash_fwd_kernel<Flash_fwd_kernel_traits<64>>": "attention",
+        "cudnn_generated_fort_native_sdpa_sm90_flash_fprop_wgmma_f16_knob_7_64x128x64": "attention",
+        "nvjet_sm90_tst_256x128_64x4_1x2_h_bz_coopA_bias_TNT": "matmul",
+        "void at::native::(anonymous namespace)::RowwiseMomentsCUDAKernel<c10::BFloat16>": (
+            "normalisation"
+        ),
         "aten::addmm": "matmul",
         "sm90_xmma_gemm_bf16bf16_bf16f32_f32_tn_n_tilesize128x256x64": "matmul",
         "aten::native_group_norm": "normalisation",

@@ -595,13 +595,14 @@ def denoise_settings(
 
 
 OPERATOR_KINDS = (
-    ("convolution", ("conv", "fprop", "dgrad", "wgrad")),
     ("attention", ("attention", "flash", "fmha", "sdpa", "softmax")),
-    ("matmul", ("gemm", "mm", "matmul", "linear")),
-    ("normalisation", ("norm",)),
+    ("convolution", ("conv", "fprop", "dgrad", "wgrad")),
+    ("matmul", ("gemm", "nvjet", "mm", "matmul", "linear")),
+    ("normalisation", ("norm", "moments")),
 )
-"""Operator kinds by name fragment, first match wins (implicit-GEMM convolution kernels are
-convolutions)."""
+"""Operator kinds by name fragment, first match wins (cuDNN's attention kernels are named
+``..._sdpa_..._fprop_...``, implicit-GEMM convolution kernels ``..._fprop_implicit_gemm_...``;
+cuBLAS's Hopper matmuls ``nvjet_...``; GroupNorm's statistics ``RowwiseMoments...``)."""
 
 
 def operator_kind(name: str) -> str:
