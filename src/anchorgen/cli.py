@@ -713,6 +713,8 @@ Examples:
 
   anchorgen bench --preset sd15 --reference-frames 0 --set profile_frames=32   # time by operator kind
 
+  anchorgen bench --preset sd15 --set attention_backend=flash   # pin one SDPA backend
+
   anchorgen bench --preset tiny --frames 24 --reference-frames 8 --set num_inference_steps=2
 
   torchrun --nproc_per_node 2 -m anchorgen bench --preset sd15 --reference-frames 0
