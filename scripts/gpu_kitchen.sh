@@ -39,12 +39,17 @@
 #                                              model of runs/kitchen/face (or the carried
 #                                              runs/v3/kitchen/face); side by side on one GPU, or
 #                                              one per GPU of VARIANT_GPUS (e.g. "0 1 2")
+#   bash scripts/gpu_kitchen.sh variants-resume MINUTES NAME ...
+#                                              in the background: each variant's training
+#                                              resumed from its last checkpoint for MINUTES more
+#                                              (then variants-evaluate again: a learning curve)
 #   bash scripts/gpu_kitchen.sh variants-evaluate NAME ...
 #                                              wait for `variants`, then the held-out frames of
 #                                              each with and without the face pass, and with the
 #                                              face pass at each guidance scale of GUIDANCE
 #                                              (e.g. "1.5 2.5"), each variant on its training
-#                                              GPU -> $OUT
+#                                              GPU -> $OUT (names get TAG appended, e.g.
+#                                              TAG=_24min after a resume)
 #   bash scripts/gpu_kitchen.sh sweep RUN NAME='--set K=V ...' ...
 #                                              held-out frames of the identity RUN once per
 #                                              NAME with its generate settings -> $OUT
@@ -287,14 +292,29 @@ variants)
     gpu=${gpus[$((index % ${#gpus[@]}))]}
     index=$((index + 1))
     rm -rf "$run" && mkdir -p "$run" && ln -s "$face" "$run/face" && echo "$gpu" > "$run/gpu"
+    # the command without its time limit, for variants-resume (the same command resumes a run)
     echo "CUDA_VISIBLE_DEVICES=$gpu python3 -m anchorgen train --preset $BODY_PRESET stage=finetune \
   freeze_temporal=false $RUN_OPTIONS num_workers=6 $overrides $EXTRA 'datasets=[$ROOT/data/kitchen]' \
-  time_limit_minutes=$minutes output_dir=$run/body > $ROOT/var_$name.log 2>&1 &" >> "$ROOT/variants.sh"
+  output_dir=$run/body" > "$run/train.cmd"
+    echo "$(cat "$run/train.cmd") time_limit_minutes=$minutes >> $ROOT/var_$name.log 2>&1 &" >> "$ROOT/variants.sh"
   done
   echo "wait; touch $ROOT/variants.done.$launch" >> "$ROOT/variants.sh"
   echo "$launch" > "$ROOT/variants.launch"
   setsid nohup bash "$ROOT/variants.sh" > "$ROOT/variants.out" 2>&1 < /dev/null &
   echo "training $# body variants for $minutes min on GPU(s) ${gpus[*]}; logs in $ROOT/var_*.log"
+  ;;
+variants-resume)
+  minutes=${2:?minutes of further training}
+  shift 2
+  launch=$(date +%s)
+  echo "cd $PWD; export PYTHONPATH=$PYTHONPATH PYTHONUNBUFFERED=1" > "$ROOT/variants.sh"
+  for name in "$@"; do
+    echo "$(cat "$ROOT/runs/var_$name/train.cmd") time_limit_minutes=$minutes >> $ROOT/var_$name.log 2>&1 &" >> "$ROOT/variants.sh"
+  done
+  echo "wait; touch $ROOT/variants.done.$launch" >> "$ROOT/variants.sh"
+  echo "$launch" > "$ROOT/variants.launch"
+  setsid nohup bash "$ROOT/variants.sh" > "$ROOT/variants.out" 2>&1 < /dev/null &
+  echo "resuming $# body variants for $minutes more min; logs in $ROOT/var_*.log"
   ;;
 variants-evaluate)
   shift
@@ -307,10 +327,10 @@ variants-evaluate)
       export CUDA_VISIBLE_DEVICES
       CUDA_VISIBLE_DEVICES=$(cat "$ROOT/runs/var_$name/gpu" 2> /dev/null || echo 0)
       model=$ROOT/runs/var_$name
-      holdout "$model" "${name}_face_true" --set face_enhance=true
-      holdout "$model" "${name}_face_false" --set face_enhance=false
+      holdout "$model" "${name}${TAG:-}_face_true" --set face_enhance=true
+      holdout "$model" "${name}${TAG:-}_face_false" --set face_enhance=false
       for scale in ${GUIDANCE:-}; do
-        holdout "$model" "${name}_guidance_$scale" --set face_enhance=true --set guidance_scale="$scale"
+        holdout "$model" "${name}${TAG:-}_guidance_$scale" --set face_enhance=true --set guidance_scale="$scale"
       done
     ) > "$ROOT/variants_holdout/$name.log" 2>&1 &
   done
@@ -333,7 +353,7 @@ sweep)
   return_holdout
   ;;
 *)
-  sed -n '2,57p' "$0"
+  sed -n '2,62p' "$0"
   exit 2
   ;;
 esac
