@@ -279,3 +279,31 @@ def test_bfloat16_generation_matches_float32(identity, tmp_path):
         videos[dtype] = _frames(out).astype(np.float64)
     mse = np.mean((videos["float32"] - videos["bfloat16"]) ** 2)
     assert 0 < mse and 10 * np.log10(255**2 / mse) > 25  # rounding differs, content does not
+
+
+def test_speed_levers_keep_the_video(identity, tmp_path):
+    """channels_last changes the memory layout only; compile is validated and applied lazily."""
+    from anchorgen.generate import Identity
+
+    model, dataset = identity
+    videos = {}
+    for name, config in (("plain", FAST), ("channels_last", FAST.replace(channels_last=True))):
+        out = tmp_path / f"{name}.mp4"
+        generate(
+            model,
+            dataset,
+            out,
+            config.replace(visible_label=False),
+            dataset=dataset,
+            progress=False,
+        )
+        videos[name] = _frames(out).astype(np.float64)
+    mse = np.mean((videos["plain"] - videos["channels_last"]) ** 2)
+    assert mse == 0 or 10 * np.log10(255**2 / mse) > 40
+    loaded = Identity.load(model, dataset=dataset)
+    loaded.optimize(FAST.replace(channels_last=True, compile="default"))
+    assert loaded.body.unet._compiled_call_impl is not None and loaded.body.static_batch_shapes
+    assert loaded.face.controlnet._compiled_call_impl is not None
+    assert loaded.body.unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+    with pytest.raises(ValueError, match="compile"):
+        GenerateConfig(compile="max-autotune")

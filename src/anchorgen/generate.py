@@ -24,6 +24,7 @@ from anchorgen.errors import InputError
 from anchorgen.io import video as video_io
 from anchorgen.io.dataset import PreparedDataset
 from anchorgen.landmarks import LandmarkSequence
+from anchorgen.pipelines.accel import COMPILE_MODES
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,14 @@ class GenerateConfig(BaseConfig):
     dtype: str = "auto"
     """Weights and activations: 'auto' (bfloat16 on CUDA, float32 on the CPU), 'float32',
     'bfloat16' or 'float16'."""
+    channels_last: bool = False
+    """Channels-last memory format for the convolutional networks (as ``anchorgen bench``'s
+    fast path on a GPU)."""
+    compile: str = "off"
+    """torch.compile of the UNets and structure branches: 'off', 'default' or
+    'reduce-overhead' (CUDA graphs). Paid once per process in the first window batch (sd15:
+    about 2.5 minutes for a 1.45x faster render in ``anchorgen bench``, docs/BENCHMARKS.md),
+    so it is worth it for long videos."""
 
     def __post_init__(self) -> None:
         require(self.num_inference_steps >= 1, "num_inference_steps must be >= 1")
@@ -103,6 +112,7 @@ class GenerateConfig(BaseConfig):
             self.motion_seconds is None or self.motion_seconds > 0,
             "motion_seconds must be positive",
         )
+        require(self.compile in COMPILE_MODES, f"compile must be one of {COMPILE_MODES}")
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
@@ -203,6 +213,17 @@ class Identity:
             face_reference=face_ref,
             run_dir=body_dir,
         )
+
+    def optimize(self, config: GenerateConfig) -> None:
+        """Apply ``config``'s speed levers (``channels_last``, ``compile``) to the body and face
+        models in place (``accel.optimize_model``: same classes, same outputs up to rounding)."""
+        from anchorgen.pipelines.accel import optimize_model
+
+        for model in (self.body, self.face):
+            if model is not None:
+                optimize_model(
+                    model, channels_last=config.channels_last, compile_mode=config.compile
+                )
 
 
 def to_model_space(landmarks: LandmarkSequence, size: int) -> LandmarkSequence:
@@ -678,6 +699,7 @@ def generate(
         device=device,
         dtype=resolve_dtype(config.dtype, device),
     )
+    identity.optimize(config)
     tick = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="anchorgen-generate-") as scratch:
         work = Path(scratch)

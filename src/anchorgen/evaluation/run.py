@@ -166,6 +166,7 @@ def _rendered_variants(
         other = Identity.load(
             setting1_model, dataset=dataset, device=device, dtype=identity.body.dtype
         )
+        other.optimize(config)
         other_motion = load_motion(dataset, other, config, work, split="holdout", progress=progress)
         yield (SETTING_1, *_render(other, other_motion, config, work, progress))
 
@@ -237,6 +238,7 @@ def evaluate(
     device = resolve_device(config.device)
     dtype = resolve_dtype(config.dtype, device)
     identity = Identity.load(model, dataset=dataset, device=device, dtype=dtype)
+    identity.optimize(config)
     data = identity.dataset
     holdout = data.split_range("holdout")
     if len(holdout) == 0:

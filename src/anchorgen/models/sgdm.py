@@ -193,7 +193,7 @@ class StructureGuidedDiffusion(torch.nn.Module):
         the motion modules' attention batch would pass ``ATTENTION_BATCH_LIMIT``. Returns the
         prediction (B, F, C, h, w) (epsilon or v).
         """
-        b, f = noisy.shape[:2]
+        b = noisy.shape[0]
         chunk = min(self._temporal_chunk(noisy.shape[-2:]), max_batch or sys.maxsize)
         if b > chunk:
             parts = [
