@@ -88,6 +88,64 @@ def test_bf16_export_leaves_model_untouched(tmp_path):
     assert loaded.dtype == torch.bfloat16
 
 
+def test_int8_quantization_error_is_within_half_a_step_per_output_channel():
+    from anchorgen.models.quantize import dequantize_int8, quantize_int8
+
+    weight = torch.randn(6, 4, 3, 3)
+    weight[2] = 0.0  # an all-zero output channel
+    weight[4] *= 100.0  # one channel on another scale
+    quantized, scale = quantize_int8(weight)
+    assert quantized.dtype == torch.int8 and scale.shape == (6,)
+    restored = dequantize_int8(quantized, scale)
+    error = (restored - weight).abs().flatten(1).amax(dim=1)
+    assert torch.all(error <= scale / 2 + 1e-6)
+    assert torch.equal(restored[2], weight[2])
+    assert quantized.abs().flatten(1).amax(dim=1)[4] == 127  # each channel uses its full range
+
+
+@pytest.mark.parametrize(("temporal", "inpainting"), [(True, False), (False, True)])
+def test_int8_export_is_smaller_and_predicts_nearly_the_same(tmp_path, temporal, inpainting):
+    model = tiny_test_model(temporal, inpainting)
+    _perturb_zero_convs(model)
+    model.save_pretrained(tmp_path / "bf16", dtype="bfloat16")
+    model.save_pretrained(tmp_path / "int8", dtype="int8")
+    size = {
+        d: sum(f.stat().st_size for f in (tmp_path / d).rglob("*.safetensors"))
+        for d in ("bf16", "int8")
+    }
+    assert size["int8"] < 0.6 * size["bf16"]
+    loaded = StructureGuidedDiffusion.from_pretrained(tmp_path / "int8", expected=model.config)
+    assert loaded.config == model.config and loaded.dtype == torch.float32
+    noisy, t, cond, ref, inpaint = _inputs(model)
+    with torch.no_grad():
+        a = model.predict(noisy, t, cond, model.encode_appearance(ref), 1.0, inpaint)
+        b = loaded.eval().predict(noisy, t, cond, loaded.encode_appearance(ref), 1.0, inpaint)
+    assert not torch.equal(a, b)  # really rounded
+    assert (a - b).abs().mean() < 0.02 * a.abs().mean()
+    as_bf16 = StructureGuidedDiffusion.from_pretrained(
+        tmp_path / "int8", torch_dtype=torch.bfloat16
+    )
+    assert as_bf16.dtype == torch.bfloat16
+    (tmp_path / "int8" / "unet" / "int8_weights.safetensors").unlink()
+    with pytest.raises(InputError, match="cannot load"):
+        StructureGuidedDiffusion.from_pretrained(tmp_path / "int8")
+
+
+def test_int8_export_is_refused_for_a_lora_identity():
+    from anchorgen.presets import TrainConfig
+
+    preset = get_preset("tiny")
+    with pytest.raises(ConfigError, match="int8"):
+        TrainConfig.from_dict(
+            {
+                **preset.to_dict(),
+                "lora_rank": 4,
+                "init_from": "runs/base",
+                "model": {**preset.model.to_dict(), "export_dtype": "int8"},
+            }
+        )
+
+
 def test_loading_another_preset_or_part_is_refused(tmp_path):
     tiny_test_model(temporal=False, inpainting=True).save_pretrained(tmp_path / "face")
     body = tiny_test_model(temporal=False).config

@@ -173,6 +173,16 @@ def test_face_model_trains_with_the_same_recipe(tmp_path):
     assert model.inpainting and (run_dir / "samples" / "step-000002.png").is_file()
 
 
+def test_int8_export_writes_quantized_weights_that_load(tmp_path):
+    config = _config(tmp_path, model={"export_dtype": "int8"}, steps=2, checkpoint_every=2)
+    run_dir = run_training(config, synthetic_factory)
+    weights = load_file(run_dir / "unet" / "int8_weights.safetensors")
+    assert weights["conv_in.weight"].dtype == torch.int8
+    assert not (run_dir / "unet" / "diffusion_pytorch_model.safetensors").exists()
+    model = StructureGuidedDiffusion.from_pretrained(run_dir, expected=config.model)
+    assert model.dtype == torch.float32
+
+
 def test_dry_run_catches_missing_dataset_and_schema_mismatch(tmp_path):
     config = _config(tmp_path)
     assert any("schema ok" in line for line in dry_run(config, synthetic_factory))

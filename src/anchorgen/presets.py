@@ -24,6 +24,7 @@ NOISE_SCHEDULES = ("scaled_linear", "linear", "shifted_cosine")
 STAGES = ("pretrain", "finetune")
 PRECISIONS = ("auto", "bf16", "fp16", "no")
 DTYPES = ("float32", "bfloat16", "float16")
+EXPORT_DTYPES = (*DTYPES, "int8")
 
 
 def _plain(value: Any) -> Any:
@@ -112,7 +113,8 @@ class ModelConfig(BaseConfig):
     motion_adapter_path: Path | None = None
     """Local diffusers ``MotionAdapter`` directory (AnimateDiff)."""
     export_dtype: str = "bfloat16"
-    """dtype of the final exported weights (``bfloat16`` halves the size of an identity)."""
+    """dtype of the final exported weights: ``bfloat16`` halves the size of an identity,
+    ``int8`` (weight-only, per output channel, ``models.quantize``) halves it again."""
 
     def __post_init__(self) -> None:
         require(self.part in PARTS, f"part must be one of {PARTS}, got {self.part!r}")
@@ -129,7 +131,7 @@ class ModelConfig(BaseConfig):
             self.noise_schedule in NOISE_SCHEDULES,
             f"noise_schedule must be one of {NOISE_SCHEDULES}",
         )
-        require(self.export_dtype in DTYPES, f"export_dtype must be one of {DTYPES}")
+        require(self.export_dtype in EXPORT_DTYPES, f"export_dtype must be one of {EXPORT_DTYPES}")
         require(
             self.codec_factor >= 1 and self.codec_factor & (self.codec_factor - 1) == 0,
             "codec_factor must be a power of two",
@@ -336,6 +338,11 @@ class TrainConfig(BaseConfig):
             f"time_limit_minutes must be positive, got {self.time_limit_minutes}",
         )
         require(self.lora_rank >= 0, "lora_rank must be >= 0")
+        require(
+            self.lora_rank == 0 or self.model.export_dtype != "int8",
+            "export_dtype int8 stores full weights: a LoRA identity (lora_rank > 0) exports in "
+            "float32, bfloat16 or float16",
+        )
         require(
             self.lora_rank == 0 or self.init_from is not None or self.model.pretrained,
             "lora_rank > 0 needs a base model: init_from=RUN_DIR or model.pretrained=true",

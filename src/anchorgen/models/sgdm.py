@@ -40,12 +40,15 @@ from anchorgen.models.appearance import (
     ConvAppearanceEncoder,
 )
 from anchorgen.models.codec import ImageCodec, PixelUnshuffleCodec, VaeCodec
+from anchorgen.models.quantize import dequantize_state_dict, quantize_state_dict
 from anchorgen.presets import ModelConfig
 
 MODEL_FILE = "anchorgen_model.json"
 FORMAT_VERSION = 1
 TEMPORAL_KEY = "motion_modules"
 LORA_FILE = "identity.safetensors"
+INT8_FILE = "int8_weights.safetensors"
+"""A component's weights in ``export_dtype: int8`` storage (``models.quantize``), beside its config.json."""
 ATTENTION_BATCH_LIMIT = 65535
 """Largest attention batch the fused SDPA kernels (flash, memory-efficient, cuDNN) accept:
 a CUDA grid dimension. Measured on the H100: 16 clips x 64 x 64 latent positions failed."""
@@ -395,11 +398,13 @@ class StructureGuidedDiffusion(torch.nn.Module):
         """Write every component in diffusers layout (safetensors) plus ``anchorgen_model.json``.
 
         ``dtype`` casts copies of the weights (e.g. ``torch.bfloat16`` for a compact identity);
-        the model itself is left untouched.
+        ``"int8"`` stores each component's config.json and its weights quantized
+        (``models.quantize``, half the size of bfloat16). The model itself is left untouched.
         """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        dtype = _DTYPES[dtype] if isinstance(dtype, str) else dtype
+        int8 = dtype == "int8"
+        dtype = None if int8 else _DTYPES[dtype] if isinstance(dtype, str) else dtype
         parts: dict[str, torch.nn.Module] = {
             "unet": self.unet,
             "controlnet": self.controlnet,
@@ -408,6 +413,10 @@ class StructureGuidedDiffusion(torch.nn.Module):
         if isinstance(self.codec, VaeCodec):
             parts["vae"] = self.codec.vae
         for name, module in parts.items():
+            if int8:
+                module.save_config(directory / name)
+                save_file(quantize_state_dict(module.state_dict()), directory / name / INT8_FILE)
+                continue
             if dtype is not None and dtype != module.dtype:
                 # nn.Module.to, not ModelMixin.to (which warns about fp32-only modules we lack)
                 module = torch.nn.Module.to(copy.deepcopy(module), dtype)
@@ -417,6 +426,7 @@ class StructureGuidedDiffusion(torch.nn.Module):
             "unet_class": type(self.unet).__name__,
             "appearance_class": type(self.appearance).__name__,
             "model_config": json.loads(json.dumps(self.config.to_dict(), default=str)),
+            "weights": "int8" if int8 else "diffusers",
         }
         (directory / MODEL_FILE).write_text(json.dumps(meta, indent=2))
 
@@ -439,7 +449,6 @@ class StructureGuidedDiffusion(torch.nn.Module):
         meta = json.loads((directory / MODEL_FILE).read_text())
         if meta.get("lora_rank"):
             return cls._from_lora(directory, config, meta, torch_dtype)
-        kwargs = {"torch_dtype": torch_dtype} if torch_dtype is not None else {}
         unet_cls = (
             UNetMotionModel if meta["unet_class"] == "UNetMotionModel" else UNet2DConditionModel
         )
@@ -448,21 +457,14 @@ class StructureGuidedDiffusion(torch.nn.Module):
             if meta["appearance_class"] == "ClipAppearanceEncoder"
             else ConvAppearanceEncoder
         )
+        int8 = meta.get("weights") == "int8"
         try:
-            unet = unet_cls.from_pretrained(directory / "unet", local_files_only=True, **kwargs)
-            controlnet = ControlNetModel.from_pretrained(
-                directory / "controlnet", local_files_only=True, **kwargs
-            )
-            appearance = appearance_cls.from_pretrained(
-                directory / "appearance", local_files_only=True, **kwargs
-            )
+            unet = _load_part(unet_cls, directory / "unet", int8, torch_dtype)
+            controlnet = _load_part(ControlNetModel, directory / "controlnet", int8, torch_dtype)
+            appearance = _load_part(appearance_cls, directory / "appearance", int8, torch_dtype)
             if config.codec == "vae":
-                codec: ImageCodec = VaeCodec(
-                    AutoencoderKL.from_pretrained(
-                        directory / "vae", local_files_only=True, **kwargs
-                    ),
-                    config.codec_scale,
-                )
+                vae = _load_part(AutoencoderKL, directory / "vae", int8, torch_dtype)
+                codec: ImageCodec = VaeCodec(vae, config.codec_scale)
             else:
                 codec = PixelUnshuffleCodec(config.codec_factor, config.codec_scale)
         except (OSError, ValueError, RuntimeError) as exc:
@@ -488,6 +490,19 @@ class StructureGuidedDiffusion(torch.nn.Module):
                 own[n].copy_(value)
         model = model.to(torch_dtype) if torch_dtype is not None else model
         return model.eval()
+
+
+def _load_part(
+    module_cls: type, path: Path, int8: bool, torch_dtype: torch.dtype | None
+) -> torch.nn.Module:
+    """One component of a saved model: diffusers' ``from_pretrained``, or for int8 storage
+    its config.json built and its dequantized weights loaded (strict)."""
+    if not int8:
+        kwargs = {"torch_dtype": torch_dtype} if torch_dtype is not None else {}
+        return module_cls.from_pretrained(path, local_files_only=True, **kwargs)
+    module = module_cls.from_config(module_cls.load_config(path))
+    module.load_state_dict(dequantize_state_dict(load_file(path / INT8_FILE)))
+    return torch.nn.Module.to(module, torch_dtype) if torch_dtype is not None else module
 
 
 # --------------------------------------------------------------------- model directory checks
