@@ -226,7 +226,7 @@ class StructureGuidedDiffusion(torch.nn.Module):
         if self.cuda_graph_steps:  # CUDA graphs replay into one memory pool per network:
             torch.compiler.cudagraph_mark_step_begin()  # each forward is a new generation
         with self._attention_backends():
-            return self._networks(x, timesteps, tokens, conditioning_scale, conditions)
+            return self._networks(x, timesteps, conditions, tokens, conditioning_scale)
 
     def _attention_backends(self) -> contextlib.AbstractContextManager:
         """SDPA pinned to ``attention_backends`` (``accel.optimize_model``), else no change."""
@@ -240,13 +240,13 @@ class StructureGuidedDiffusion(torch.nn.Module):
         self,
         x: torch.Tensor,
         timesteps: torch.Tensor,
+        conditions: torch.Tensor,
         tokens: torch.Tensor,
         conditioning_scale: float,
-        conditions: torch.Tensor,
     ) -> torch.Tensor:
         """Structure branch, then the UNet with its residuals added (eq. 2): ``predict``'s
-        forward of one batch. x (B, F, Cin, h, w); timesteps (B,); tokens (B, N, D) with any
-        extra streams appended; conditions (B, F, 3, H, W). Returns (B, F, C, h, w)."""
+        forward of one batch. x (B, F, Cin, h, w); timesteps (B,); conditions (B, F, 3, H, W);
+        tokens (B, N, D) with any extra streams appended. Returns (B, F, C, h, w)."""
         b, f = x.shape[:2]
         dtype = self.dtype
         x_bf = x.flatten(0, 1).to(dtype)  # (B*F, Cin, h, w)
