@@ -296,7 +296,7 @@ variants)
     echo "CUDA_VISIBLE_DEVICES=$gpu python3 -m anchorgen train --preset $BODY_PRESET stage=finetune \
   freeze_temporal=false $RUN_OPTIONS num_workers=6 $overrides $EXTRA 'datasets=[$ROOT/data/kitchen]' \
   output_dir=$run/body" > "$run/train.cmd"
-    echo "$(cat "$run/train.cmd") time_limit_minutes=$minutes >> $ROOT/var_$name.log 2>&1 &" >> "$ROOT/variants.sh"
+    echo "$(cat "$run/train.cmd") time_limit_minutes=$minutes > $ROOT/var_$name.log 2>&1 &" >> "$ROOT/variants.sh"
   done
   echo "wait; touch $ROOT/variants.done.$launch" >> "$ROOT/variants.sh"
   echo "$launch" > "$ROOT/variants.launch"

@@ -281,11 +281,25 @@ def test_bfloat16_generation_matches_float32(identity, tmp_path):
     assert 0 < mse and 10 * np.log10(255**2 / mse) > 25  # rounding differs, content does not
 
 
-def test_speed_levers_keep_the_video(identity, tmp_path):
-    """channels_last changes the memory layout only; compile is validated and applied lazily."""
+def test_speed_levers_keep_the_video(identity, tmp_path, monkeypatch):
+    """generate applies channels_last and compile to both models; channels_last changes the
+    memory layout only, and compile is validated and applied lazily."""
     from anchorgen.generate import Identity
 
     model, dataset = identity
+    applied = []
+    real_optimize = Identity.optimize
+
+    def recording_optimize(self, config):
+        real_optimize(self, config)
+        applied.append(
+            [
+                m.unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+                for m in (self.body, self.face)
+            ]
+        )
+
+    monkeypatch.setattr(Identity, "optimize", recording_optimize)
     videos = {}
     for name, config in (("plain", FAST), ("channels_last", FAST.replace(channels_last=True))):
         out = tmp_path / f"{name}.mp4"
@@ -298,12 +312,12 @@ def test_speed_levers_keep_the_video(identity, tmp_path):
             progress=False,
         )
         videos[name] = _frames(out).astype(np.float64)
+    assert applied == [[False, False], [True, True]]
     mse = np.mean((videos["plain"] - videos["channels_last"]) ** 2)
     assert mse == 0 or 10 * np.log10(255**2 / mse) > 40
     loaded = Identity.load(model, dataset=dataset)
-    loaded.optimize(FAST.replace(channels_last=True, compile="default"))
+    real_optimize(loaded, FAST.replace(compile="default"))
     assert loaded.body.unet._compiled_call_impl is not None and loaded.body.static_batch_shapes
     assert loaded.face.controlnet._compiled_call_impl is not None
-    assert loaded.body.unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
     with pytest.raises(ValueError, match="compile"):
         GenerateConfig(compile="max-autotune")

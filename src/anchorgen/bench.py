@@ -927,22 +927,15 @@ def run_bench(
         echo(f"fast path: {str(fast_dtype).removeprefix('torch.')} copies of the models")
         with setup.stage("optimize_models"):
             body_fast, face_fast = copy.deepcopy(body32), copy.deepcopy(face32)
-            levers = optimize_model(
-                body_fast,
+            lever_settings = dict(
                 dtype=fast_dtype,
                 channels_last=config.channels_last,
                 compile_mode=config.compile,
                 fuse_qkv=config.fuse_qkv,
                 attention_backend=config.attention_backend,
             )
-            optimize_model(
-                face_fast,
-                dtype=fast_dtype,
-                channels_last=config.channels_last,
-                compile_mode=config.compile,
-                fuse_qkv=config.fuse_qkv,
-                attention_backend=config.attention_backend,
-            )
+            levers = optimize_model(body_fast, **lever_settings)
+            optimize_model(face_fast, **lever_settings)
             if device.type == "cuda":  # the fp32 masters wait on the host during the fast runs
                 body32.to("cpu")
                 face32.to("cpu")
