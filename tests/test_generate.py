@@ -321,3 +321,32 @@ def test_speed_levers_keep_the_video(identity, tmp_path, monkeypatch):
     assert loaded.face.controlnet._compiled_call_impl is not None
     with pytest.raises(ValueError, match="compile"):
         GenerateConfig(compile="max-autotune")
+
+
+def test_a_skeleton_identity_draws_its_conditions_and_refuses_mesh_motion(identity, tmp_path):
+    from anchorgen.generate import Identity, load_motion
+    from anchorgen.prepare.skeleton import BODY_LINES, draw_skeleton
+
+    _model, dataset = identity
+    torch.manual_seed(0)
+    body = tiny_model_config(temporal=True).replace(image_size=128, condition_style="skeleton")
+    StructureGuidedDiffusion.build(body).save_pretrained(tmp_path / "skeleton" / "body")
+    person = Identity.load(tmp_path / "skeleton", dataset=dataset)
+    assert person.condition_style == "skeleton"
+    data = PreparedDataset(dataset)
+    held_out = load_motion(dataset, person, FAST, tmp_path, progress=False)
+    first = data.split_range("holdout").start
+    assert np.array_equal(held_out.conditions[0], draw_skeleton(data.landmarks.frame(first), 128))
+    data.landmarks.slice(0, 6).save(tmp_path / "motion.npz")
+    (tmp_path / "landmarks").mkdir()
+    driven = load_motion(
+        tmp_path / "motion.npz", person, FAST, tmp_path / "landmarks", progress=False
+    )
+    shoulders = (np.asarray(driven.conditions) == BODY_LINES[(11, 12)]).all(-1)  # (6, H, W)
+    assert shoulders.any((1, 2)).all()  # every frame drawn as a skeleton, not a mesh
+    folder = tmp_path / "renders"
+    folder.mkdir()
+    for i in range(3):
+        write_image(folder / f"{i}.png", data.render(i))
+    with pytest.raises(InputError, match="skeleton conditions"):
+        load_motion(folder, person, FAST, tmp_path, progress=False)

@@ -108,6 +108,27 @@ def test_identity_dataset_items(sample_dataset):
     assert not np.allclose(jittered, IdentityDataset(sample_dataset)[5]["conditions"])
 
 
+def test_skeleton_conditions_are_drawn_from_the_landmarks(sample_dataset, tmp_path):
+    import shutil
+
+    from anchorgen.prepare.skeleton import draw_skeleton
+
+    data = PreparedDataset(sample_dataset)
+    drawn = IdentityDataset(sample_dataset, condition_style="skeleton")[5]["conditions"][0]
+    expected = draw_skeleton(data.landmarks.frame(5), 128).transpose(2, 0, 1) / 255.0
+    assert np.allclose(drawn.numpy(), expected, atol=1e-6)
+    face = IdentityDataset(sample_dataset, part="face", condition_style="skeleton")[5]
+    assert np.allclose(
+        face["conditions"][0].numpy(), data.face_render(5).transpose(2, 0, 1) / 255.0
+    )
+    given = tmp_path / "given"
+    shutil.copytree(sample_dataset, given)
+    meta = json.loads((given / "meta.json").read_text())
+    (given / "meta.json").write_text(json.dumps({**meta, "conditions": "images"}))
+    with pytest.raises(InputError, match=r"model\.condition_style=mesh"):
+        IdentityDataset(given, condition_style="skeleton")
+
+
 def _run_cli(*args, cwd=None):
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     return subprocess.run(

@@ -244,14 +244,19 @@ def track_sample(count: int) -> Any:
 
 
 def sample_motion(
-    length: int, size: int, face_size: int, source_frames: int, workdir: Path
+    length: int,
+    size: int,
+    face_size: int,
+    source_frames: int,
+    workdir: Path,
+    style: str = "mesh",
 ) -> BenchMotion:
     """The embedded sample's landmarks rendered once per distinct frame, looped to ``length``.
 
     The stored landmarks (``SAMPLE_LANDMARKS``) are smoothed, cropped like a driver video and
     scaled to the body model's ``size``; each of the first ``source_frames`` frames is
-    rendered once (body and face space) and the ping-pong order spools ``length`` frames to
-    disk-backed arrays.
+    rendered once (body conditions in ``style``, face space as mesh) and the ping-pong order
+    spools ``length`` frames to disk-backed arrays.
     """
     from anchorgen.errors import InputError
     from anchorgen.landmarks import LandmarkSequence
@@ -270,7 +275,8 @@ def sample_motion(
     landmarks = smoothed.transformed(box.affine(size), (size, size))
     affines = clip_face_affines(landmarks, face_size)  # (K, 2, 3)
     renders = [
-        landmark_renders(landmarks, k, affines[k], size, face_size) for k in range(source_frames)
+        landmark_renders(landmarks, k, affines[k], size, face_size, style)
+        for k in range(source_frames)
     ]
     order = ping_pong_order(source_frames, length)
     conditions = spool_frames((renders[k][0] for k in order), workdir / "conditions.npy", length)
@@ -898,7 +904,14 @@ def run_bench(
         body_size, face_size = int(body32.config.image_size), int(face32.config.image_size)
         echo(f"motion: the embedded sample, {config.frames} frames at {body_size} px")
         with setup.stage("prepare_motion"):
-            motion = sample_motion(config.frames, body_size, face_size, config.source_frames, work)
+            motion = sample_motion(
+                config.frames,
+                body_size,
+                face_size,
+                config.source_frames,
+                work,
+                body32.config.condition_style,
+            )
         generator = torch.Generator("cpu").manual_seed(config.seed)
         c, h = body32.config.latent_channels, body32.config.latent_size
         noise = torch.randn(config.frames, c, h, h, generator=generator)

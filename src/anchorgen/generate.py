@@ -150,6 +150,11 @@ class Identity:
         return int(self.body.config.image_size)
 
     @property
+    def condition_style(self) -> str:
+        """How the body model's conditions are drawn from landmarks (``mesh`` or ``skeleton``)."""
+        return self.body.config.condition_style
+
+    @property
     def face_size(self) -> int:
         return (
             int(self.face.config.image_size)
@@ -343,20 +348,28 @@ def _render_segment(job, report) -> None:
     """Render motion frames a..b-1 into the shared disk-backed arrays."""
     from anchorgen.prepare.pipeline import landmark_renders
 
-    landmarks, affines, a, size, face_size, body_path, face_path = job
+    landmarks, affines, a, size, face_size, style, body_path, face_path = job
     body = np.load(body_path, mmap_mode="r+")
     face = np.load(face_path, mmap_mode="r+")
     for k in range(len(landmarks)):
-        body[a + k], face[a + k] = landmark_renders(landmarks, k, affines[k], size, face_size)
+        body[a + k], face[a + k] = landmark_renders(
+            landmarks, k, affines[k], size, face_size, style
+        )
         report(1)
     body.flush()
     face.flush()
 
 
 def render_landmark_motion(
-    landmarks: LandmarkSequence, size: int, face_size: int, workdir: Path, progress: bool = True
+    landmarks: LandmarkSequence,
+    size: int,
+    face_size: int,
+    workdir: Path,
+    progress: bool = True,
+    style: str = "mesh",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Render a landmark motion into disk-backed arrays, segments in parallel processes.
+    """Render a landmark motion into disk-backed arrays, segments in parallel processes; the
+    body conditions in ``style`` (the identity's ``condition_style``).
 
     Returns (conditions (N, size, size, 3), face conditions (N, S, S, 3), affines (N, 2, 3)).
     """
@@ -375,7 +388,7 @@ def render_landmark_motion(
     np.lib.format.open_memmap(body_path, "w+", np.uint8, (n, size, size, 3)).flush()
     np.lib.format.open_memmap(face_path, "w+", np.uint8, (n, face_size, face_size, 3)).flush()
     jobs = [
-        (landmarks.slice(a, b), affines[a:b], a, size, face_size, body_path, face_path)
+        (landmarks.slice(a, b), affines[a:b], a, size, face_size, style, body_path, face_path)
         for a, b in split_frames(n, os.cpu_count() or 1)
     ]
     run_segments(_render_segment, jobs, n, "renders", progress)
@@ -426,8 +439,16 @@ def load_motion(
             raise InputError(
                 f"{path}: landmarks are in a {driver.image_size} image, the identity is {size}px"
             )
-        body, face, affines = render_landmark_motion(driver, size, face_size, workdir, progress)
+        body, face, affines = render_landmark_motion(
+            driver, size, face_size, workdir, progress, identity.condition_style
+        )
         return Motion(body, driver.fps, driver.face, affines, face, audio)
+    if kind in ("image_folder", "mesh_video", "smplx") and identity.condition_style != "mesh":
+        raise InputError(
+            f"{path} is a {kind.replace('_', ' ')} motion (mesh renders), but this identity reads "
+            f"{identity.condition_style} conditions drawn from landmarks: drive it with a video, "
+            "landmarks or speech, or train the identity with model.condition_style=mesh"
+        )
     if kind in ("image_folder", "mesh_video"):
         if kind == "image_folder":
             from anchorgen.motion.sources import ImageFolderFrames
@@ -486,9 +507,19 @@ def _dataset_motion(data, split, size, face_size, config, identity, workdir, pro
     if len(frames) == 0:
         raise InputError(f"{data.root}: split {split!r} is empty (prepare with --holdout-seconds)")
     start, stop = frames.start, frames.stop
-    body = _spool(
-        (_resized(data.render(i), size) for i in frames), workdir / "conditions.npy", len(frames)
-    )
+    style = identity.condition_style
+    if style != "mesh" and data.meta.conditions != "landmarks":
+        raise InputError(
+            f"{data.root}: this identity reads {style} conditions drawn from landmarks, but the "
+            f"dataset's conditions were given as {data.meta.conditions}"
+        )
+    if style == "mesh":
+        renders = (data.render(i) for i in frames)
+    else:  # drawn as in training: at the dataset's size, then resized
+        from anchorgen.prepare.pipeline import body_condition
+
+        renders = (body_condition(data.landmarks.frame(i), data.meta.size, style) for i in frames)
+    body = _spool((_resized(r, size) for r in renders), workdir / "conditions.npy", len(frames))
     face = _spool(
         (_resized(data.face_render(i), face_size) for i in frames),
         workdir / "face_conditions.npy",

@@ -25,6 +25,7 @@ STAGES = ("pretrain", "finetune")
 PRECISIONS = ("auto", "bf16", "fp16", "no")
 DTYPES = ("float32", "bfloat16", "float16")
 EXPORT_DTYPES = (*DTYPES, "int8")
+CONDITION_STYLES = ("mesh", "skeleton")
 
 
 def _plain(value: Any) -> Any:
@@ -75,6 +76,12 @@ class ModelConfig(BaseConfig):
     conditioning_channels: tuple[int, ...] = (8, 16)
     """Channels of the structure branch's condition-image stem; ``2**(len-1)`` must equal
     ``codec_factor`` so the stem brings the render to latent resolution."""
+    condition_style: str = "mesh"
+    """Body condition images drawn from landmarks: ``mesh`` (the shaded surface of
+    ``prepare.render``, as Make-Your-Anchor's SMPL-X renders; pre-rendered mesh videos and
+    SMPL-X motion can drive it) or ``skeleton`` (part-coloured lines and face points of
+    ``prepare.skeleton``: limbs stay distinct in front of the torso; landmark, video and
+    speech motion only). The face model always reads face-space mesh renders."""
     conditioning_scale: float = 1.0
     """W_c of eq. 2: weight of the structure branch's residuals, used in training and as the
     default at inference."""
@@ -132,6 +139,10 @@ class ModelConfig(BaseConfig):
             f"noise_schedule must be one of {NOISE_SCHEDULES}",
         )
         require(self.export_dtype in EXPORT_DTYPES, f"export_dtype must be one of {EXPORT_DTYPES}")
+        require(
+            self.condition_style in CONDITION_STYLES,
+            f"condition_style must be one of {CONDITION_STYLES}, got {self.condition_style!r}",
+        )
         require(
             self.codec_factor >= 1 and self.codec_factor & (self.codec_factor - 1) == 0,
             "codec_factor must be a power of two",
@@ -426,6 +437,9 @@ def _scratch_256() -> TrainConfig:
         prediction_type="sample",
         noise_schedule="shifted_cosine",
         noise_shift=0.25,
+        # part-coloured skeletons: +1.7 dB and +0.033 SSIM (128 px) over the mesh renders on
+        # the kitchen held-out 4 s, same body and minutes (docs/BENCHMARKS.md, eighth session)
+        condition_style="skeleton",
     )
     return TrainConfig(
         model=model,
@@ -436,7 +450,7 @@ def _scratch_256() -> TrainConfig:
         lr_warmup_steps=200,
         clip_length=4,
         appearance_dropout=0.1,
-        landmark_jitter_px=2.0,
+        landmark_jitter_px=0.0,  # measured without it; the jitter was tuned for mesh renders
         mixed_precision="auto",
         ema_decay=0.999,
         checkpoint_every=500,
@@ -461,6 +475,7 @@ def _face() -> TrainConfig:
         temporal=False,
         appearance_channels=(32, 64, 96, 128),
         cross_attention_dim=192,
+        condition_style="mesh",  # face-space mesh renders (eq. 5); the body's style is its own
     )
     return base.replace(
         model=model,

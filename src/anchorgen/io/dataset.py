@@ -187,6 +187,8 @@ class IdentityDataset(torch.utils.data.Dataset):
     ``use_matte`` multiplies frames and reference by the foreground matte (stage-1
     pretraining across identities). ``landmark_jitter_px`` re-renders the condition from
     landmarks jittered by that many pixels (V-C6 augmentation; body part, landmark renders).
+    ``condition_style`` other than ``mesh`` draws the body conditions from the landmarks in
+    that style (``prepare.pipeline.body_condition``) instead of reading the stored renders.
     ``context`` (face part, when its ``prob`` > 0) adds ``context`` (F, 3, H, W) in [-1, 1]:
     the face crop degraded and misaligned (``ContextAugment``), from which training forms the
     masked surroundings z_M instead of ``frames``; ``frames`` (the target), ``conditions`` and
@@ -205,10 +207,20 @@ class IdentityDataset(torch.utils.data.Dataset):
         min_reference_gap: int = 0,
         seed: int = 0,
         context: ContextAugment | None = None,
+        condition_style: str = "mesh",
     ) -> None:
         if part not in ("body", "face"):
             raise ValueError(f"part must be 'body' or 'face', got {part!r}")
         self.data = PreparedDataset(root)
+        if (
+            part == "body"
+            and condition_style != "mesh"
+            and self.data.meta.conditions != "landmarks"
+        ):
+            raise InputError(
+                f"{root}: {condition_style} conditions are drawn from landmarks, but this dataset's "
+                f"conditions were given as {self.data.meta.conditions}; train it with model.condition_style=mesh"
+            )
         self.indices = self.data.split_range(split)
         if len(self.indices) < clip_length:
             raise InputError(
@@ -218,6 +230,7 @@ class IdentityDataset(torch.utils.data.Dataset):
         self.image_size = image_size
         self.use_matte = use_matte
         self.landmark_jitter_px = landmark_jitter_px
+        self.condition_style = condition_style
         self.part = part
         self.min_reference_gap = min_reference_gap
         self.seed = seed
@@ -240,6 +253,7 @@ class IdentityDataset(torch.utils.data.Dataset):
             reader = {
                 "frame": self.data.frame if self.part == "body" else self.data.face_frame,
                 "render": self.data.render if self.part == "body" else self.data.face_render,
+                "drawn": lambda j: self._draw(self.data.landmarks.frame(j)),
                 "matte": self.data.matte,
                 "mask": self.data.face_mask,
             }[kind]
@@ -253,24 +267,24 @@ class IdentityDataset(torch.utils.data.Dataset):
             frame = (frame.astype(np.float32) * matte).round().astype(np.uint8)
         return frame
 
-    def _condition(self, i: int, rng: np.random.Generator) -> np.ndarray:
-        if (
-            self.landmark_jitter_px > 0
-            and self.part == "body"
-            and self.data.meta.conditions == "landmarks"
-        ):
-            from anchorgen.prepare.render import render_frame
+    def _draw(self, frame: dict[str, np.ndarray | None]) -> np.ndarray:
+        """A body condition drawn from landmarks in the dataset's pixels and this style."""
+        from anchorgen.prepare.pipeline import body_condition
 
-            size = self.data.meta.size
-            frame = self.data.landmarks.frame(i)
+        return body_condition(frame, self.data.meta.size, self.condition_style)
+
+    def _condition(self, i: int, rng: np.random.Generator) -> np.ndarray:
+        if self.part != "body":
+            return self._load("render", i)
+        if self.landmark_jitter_px > 0 and self.data.meta.conditions == "landmarks":
             jittered = {
                 part: None
                 if pts is None
                 else pts + rng.normal(0, self.landmark_jitter_px, pts.shape).astype(np.float32)
-                for part, pts in frame.items()
+                for part, pts in self.data.landmarks.frame(i).items()
             }
-            return self._resize(render_frame(jittered, size))
-        return self._load("render", i)
+            return self._resize(self._draw(jittered))
+        return self._load("render" if self.condition_style == "mesh" else "drawn", i)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng((self.seed, index, torch.initial_seed() % (2**32)))

@@ -415,10 +415,32 @@ def _write_segment(job, report) -> None:
         report(1)
 
 
+def body_condition(
+    frame: dict[str, np.ndarray | None], size: int, style: str = "mesh"
+) -> np.ndarray:
+    """One frame's body condition image (size, size, 3) uint8 from its landmarks (part ->
+    (N, 3) pixel points or None) in the model's ``condition_style``: ``mesh``
+    (``render.render_frame``) or ``skeleton`` (``skeleton.draw_skeleton``)."""
+    if style == "mesh":
+        from anchorgen.prepare.render import render_frame
+
+        return render_frame(frame, size)
+    if style == "skeleton":
+        from anchorgen.prepare.skeleton import draw_skeleton
+
+        return draw_skeleton(frame, size)
+    raise InputError(f"unknown condition style {style!r}; valid: mesh, skeleton")
+
+
 def landmark_renders(
-    landmarks: LandmarkSequence, i: int, face_affine: np.ndarray, size: int, face_size: int
+    landmarks: LandmarkSequence,
+    i: int,
+    face_affine: np.ndarray,
+    size: int,
+    face_size: int,
+    style: str = "mesh",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Frame i's condition render (size) and its face render (face_size).
+    """Frame i's body condition (size, in ``style``) and its face render (face_size, mesh).
 
     The face condition is rendered in face space, as sharp as the aligned face crop, rather
     than cut out of the body render and enlarged.
@@ -430,7 +452,7 @@ def landmark_renders(
         part: None if pts is None else transform_points(pts, face_affine)
         for part, pts in frame.items()
     }
-    return render_frame(frame, size), render_frame(face_space, face_size)
+    return body_condition(frame, size, style), render_frame(face_space, face_size)
 
 
 def rerender(root: str | Path, progress: bool = True, workers: int | None = None) -> None:

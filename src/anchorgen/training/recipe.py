@@ -74,6 +74,7 @@ def default_dataset_factory(root: Path, config: TrainConfig) -> torch.utils.data
         use_matte=config.use_matte,
         landmark_jitter_px=config.landmark_jitter_px,
         part=config.model.part,
+        condition_style=config.model.condition_style,
         context=ContextAugment(
             prob=config.face_context_degrade,
             min_scale=config.face_context_min_scale,
