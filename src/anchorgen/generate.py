@@ -508,18 +508,12 @@ def _dataset_motion(data, split, size, face_size, config, identity, workdir, pro
         raise InputError(f"{data.root}: split {split!r} is empty (prepare with --holdout-seconds)")
     start, stop = frames.start, frames.stop
     style = identity.condition_style
-    if style != "mesh" and data.meta.conditions != "landmarks":
-        raise InputError(
-            f"{data.root}: this identity reads {style} conditions drawn from landmarks, but the "
-            f"dataset's conditions were given as {data.meta.conditions}"
-        )
-    if style == "mesh":
-        renders = (data.render(i) for i in frames)
-    else:  # drawn as in training: at the dataset's size, then resized
-        from anchorgen.prepare.pipeline import body_condition
-
-        renders = (body_condition(data.landmarks.frame(i), data.meta.size, style) for i in frames)
-    body = _spool((_resized(r, size) for r in renders), workdir / "conditions.npy", len(frames))
+    data.check_condition_style(style)
+    body = _spool(  # as in training: at the dataset's size, then resized
+        (_resized(data.body_condition(i, style), size) for i in frames),
+        workdir / "conditions.npy",
+        len(frames),
+    )
     face = _spool(
         (_resized(data.face_render(i), face_size) for i in frames),
         workdir / "face_conditions.npy",

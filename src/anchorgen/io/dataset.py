@@ -75,6 +75,25 @@ class PreparedDataset:
     def render(self, i: int) -> np.ndarray:
         return read_image(self.root / "renders" / frame_name(i, ".png"))
 
+    def body_condition(self, i: int, style: str = "mesh") -> np.ndarray:
+        """Frame i's body condition for a model of ``condition_style`` ``style``: the stored
+        render (``mesh``), or drawn from the landmarks at the dataset's size."""
+        if style == "mesh":
+            return self.render(i)
+        self.check_condition_style(style)
+        from anchorgen.prepare.pipeline import body_condition
+
+        return body_condition(self.landmarks.frame(i), self.meta.size, style)
+
+    def check_condition_style(self, style: str) -> None:
+        """``InputError`` unless this dataset can give body conditions in ``style``."""
+        if style != "mesh" and self.meta.conditions != "landmarks":
+            raise InputError(
+                f"{self.root}: {style} conditions are drawn from landmarks, but this dataset's "
+                f"conditions were given as {self.meta.conditions}; use a dataset prepared from "
+                "landmarks, or a body model with model.condition_style=mesh"
+            )
+
     def matte(self, i: int) -> np.ndarray:
         return read_image(self.root / "mattes" / frame_name(i, ".png"), grey=True)
 
@@ -212,15 +231,8 @@ class IdentityDataset(torch.utils.data.Dataset):
         if part not in ("body", "face"):
             raise ValueError(f"part must be 'body' or 'face', got {part!r}")
         self.data = PreparedDataset(root)
-        if (
-            part == "body"
-            and condition_style != "mesh"
-            and self.data.meta.conditions != "landmarks"
-        ):
-            raise InputError(
-                f"{root}: {condition_style} conditions are drawn from landmarks, but this dataset's "
-                f"conditions were given as {self.data.meta.conditions}; train it with model.condition_style=mesh"
-            )
+        if part == "body":
+            self.data.check_condition_style(condition_style)
         self.indices = self.data.split_range(split)
         if len(self.indices) < clip_length:
             raise InputError(
@@ -252,8 +264,11 @@ class IdentityDataset(torch.utils.data.Dataset):
         if key not in self._cache:
             reader = {
                 "frame": self.data.frame if self.part == "body" else self.data.face_frame,
-                "render": self.data.render if self.part == "body" else self.data.face_render,
-                "drawn": lambda j: self._draw(self.data.landmarks.frame(j)),
+                "condition": (
+                    (lambda j: self.data.body_condition(j, self.condition_style))
+                    if self.part == "body"
+                    else self.data.face_render
+                ),
                 "matte": self.data.matte,
                 "mask": self.data.face_mask,
             }[kind]
@@ -267,24 +282,22 @@ class IdentityDataset(torch.utils.data.Dataset):
             frame = (frame.astype(np.float32) * matte).round().astype(np.uint8)
         return frame
 
-    def _draw(self, frame: dict[str, np.ndarray | None]) -> np.ndarray:
-        """A body condition drawn from landmarks in the dataset's pixels and this style."""
-        from anchorgen.prepare.pipeline import body_condition
-
-        return body_condition(frame, self.data.meta.size, self.condition_style)
-
     def _condition(self, i: int, rng: np.random.Generator) -> np.ndarray:
-        if self.part != "body":
-            return self._load("render", i)
-        if self.landmark_jitter_px > 0 and self.data.meta.conditions == "landmarks":
+        if (
+            self.part == "body"
+            and self.landmark_jitter_px > 0
+            and self.data.meta.conditions == "landmarks"
+        ):
+            from anchorgen.prepare.pipeline import body_condition
+
             jittered = {
                 part: None
                 if pts is None
                 else pts + rng.normal(0, self.landmark_jitter_px, pts.shape).astype(np.float32)
                 for part, pts in self.data.landmarks.frame(i).items()
             }
-            return self._resize(self._draw(jittered))
-        return self._load("render" if self.condition_style == "mesh" else "drawn", i)
+            return self._resize(body_condition(jittered, self.data.meta.size, self.condition_style))
+        return self._load("condition", i)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng((self.seed, index, torch.initial_seed() % (2**32)))
