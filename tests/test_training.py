@@ -22,6 +22,7 @@ from anchorgen.training.recipe import (
     dry_run,
     global_batch_indices,
     latest_checkpoint,
+    learning_rate_at,
     run_training,
 )
 from synthetic_identity import SyntheticIdentity, synthetic_factory
@@ -102,6 +103,23 @@ def test_batch_order_is_a_pure_function_of_the_step():
         i for batch in first[:5] for i in batch
     ]  # 15 indices = 3 epochs, each a permutation of 0..4
     assert all(sorted(flat[i : i + 5]) == list(range(5)) for i in (0, 5, 10))
+
+
+def test_learning_rate_warms_up_then_stays_or_follows_half_a_cosine_to_zero(tmp_path):
+    constant = _config(tmp_path, steps=110, learning_rate=1e-3, lr_warmup_steps=10)
+    cosine = constant.replace(lr_schedule="cosine")
+    for config in (constant, cosine):  # the same linear warm-up
+        assert learning_rate_at(0, config) == pytest.approx(1e-4)
+        assert learning_rate_at(9, config) == pytest.approx(1e-3)
+    assert [learning_rate_at(s, constant) for s in (10, 60, 109)] == [1e-3] * 3
+    # p = (step - 10) / 100: 1 at p = 0, 1/2 at p = 1/2, (1 + cos(0.9 pi)) / 2 at p = 0.9
+    assert learning_rate_at(10, cosine) == pytest.approx(1e-3)
+    assert learning_rate_at(60, cosine) == pytest.approx(5e-4)
+    assert learning_rate_at(100, cosine) == pytest.approx(1e-3 * 0.0244717, rel=1e-4)
+    assert learning_rate_at(110, cosine) == pytest.approx(0.0, abs=1e-12)
+    assert learning_rate_at(500, cosine) == pytest.approx(0.0, abs=1e-12)  # resumed past steps
+    with pytest.raises(ValueError, match="lr_schedule"):
+        constant.replace(lr_schedule="linear")
 
 
 def test_training_run_writes_run_directory_and_exports_loadable_model(tmp_path):

@@ -26,6 +26,7 @@ PRECISIONS = ("auto", "bf16", "fp16", "no")
 DTYPES = ("float32", "bfloat16", "float16")
 EXPORT_DTYPES = (*DTYPES, "int8")
 CONDITION_STYLES = ("mesh", "skeleton")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 def _plain(value: Any) -> Any:
@@ -252,7 +253,10 @@ class TrainConfig(BaseConfig):
     learning_rate: float = 1e-4
     """Peak AdamW learning rate (after warm-up)."""
     lr_warmup_steps: int = 0
-    """Linear warm-up steps, then constant."""
+    """Linear warm-up steps, then ``lr_schedule``."""
+    lr_schedule: str = "constant"
+    """After warm-up: ``constant``, or ``cosine`` (half a cosine from ``learning_rate`` down
+    to 0 at ``steps``; a run stopped earlier by ``time_limit_minutes`` ends part way down)."""
     weight_decay: float = 0.0
     """AdamW weight decay."""
     max_grad_norm: float = 1.0
@@ -316,6 +320,10 @@ class TrainConfig(BaseConfig):
         require(self.batch_size >= 1, "batch_size must be >= 1")
         require(self.learning_rate > 0, "learning_rate must be positive")
         require(self.lr_warmup_steps >= 0, "lr_warmup_steps must be >= 0")
+        require(
+            self.lr_schedule in LR_SCHEDULES,
+            f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}",
+        )
         require(0.0 <= self.appearance_dropout < 1.0, "appearance_dropout must be in [0, 1)")
         require(self.landmark_jitter_px >= 0, "landmark_jitter_px must be >= 0")
         require(

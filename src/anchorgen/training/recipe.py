@@ -21,6 +21,7 @@ import csv
 import io
 import json
 import logging
+import math
 import os
 import random
 import shutil
@@ -272,9 +273,15 @@ class DiffusionLoss(torch.nn.Module):
 
 
 def learning_rate_at(step: int, config: TrainConfig) -> float:
-    """Linear warm-up to ``learning_rate`` over ``lr_warmup_steps``, then constant."""
-    if config.lr_warmup_steps and step < config.lr_warmup_steps:
-        return config.learning_rate * (step + 1) / config.lr_warmup_steps
+    """Linear warm-up to ``learning_rate`` over ``lr_warmup_steps``, then constant, or with
+    ``lr_schedule='cosine'`` lr * (1 + cos(pi * p)) / 2, p the fraction of the remaining
+    ``steps`` done (SGDR, Loshchilov & Hutter 2017, without restarts)."""
+    warmup = config.lr_warmup_steps
+    if warmup and step < warmup:
+        return config.learning_rate * (step + 1) / warmup
+    if config.lr_schedule == "cosine":
+        done = min(1.0, (step - warmup) / max(1, config.steps - warmup))
+        return config.learning_rate * 0.5 * (1.0 + math.cos(math.pi * done))
     return config.learning_rate
 
 
