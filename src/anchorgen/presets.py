@@ -458,7 +458,8 @@ def _scratch_256() -> TrainConfig:
         lr_warmup_steps=200,
         clip_length=4,
         appearance_dropout=0.1,
-        landmark_jitter_px=0.0,  # measured without it; the jitter was tuned for mesh renders
+        # jitter of 1.5 / 3 px cost 0.5 / 1.2 dB with skeletons (BENCHMARKS.md, ninth session)
+        landmark_jitter_px=0.0,
         mixed_precision="auto",
         ema_decay=0.999,
         checkpoint_every=500,
