@@ -21,6 +21,7 @@ from anchorgen.bench import (
     open_encoder,
     ping_pong_order,
     psnr,
+    sample_motion,
     track_sample,
 )
 from anchorgen.errors import ConfigError
@@ -298,6 +299,23 @@ def test_bench_presets_and_helpers(models):
     assert one > 0
     assert forward_flops(face_model, 1, tokens, batch=2) == pytest.approx(2 * one)
     assert forward_flops(face_model, 3, tokens, batch=1) == pytest.approx(3 * one)
+
+
+def test_bench_motion_draws_the_body_conditions_in_the_preset_style(tmp_path):
+    from anchorgen.prepare.skeleton import BODY_LINES
+
+    assert bench_model_configs("scratch-256")[0].condition_style == "skeleton"
+    (tmp_path / "mesh").mkdir()
+    (tmp_path / "skeleton").mkdir()
+    mesh = sample_motion(5, 64, 64, 3, tmp_path / "mesh", "mesh")
+    skeleton = sample_motion(5, 64, 64, 3, tmp_path / "skeleton", "skeleton")
+    assert not np.array_equal(mesh.conditions, skeleton.conditions)
+    np.testing.assert_array_equal(mesh.face_conditions, skeleton.face_conditions)  # face: mesh
+    colours = {tuple(c) for c in np.asarray(skeleton.conditions).reshape(-1, 3)}
+    assert (0, 0, 0) in colours and set(BODY_LINES.values()) & colours  # lines on black
+    assert not set(BODY_LINES.values()) & {
+        tuple(c) for c in np.asarray(mesh.conditions).reshape(-1, 3)
+    }
 
 
 def test_cli_bench_writes_the_json_schema(tmp_path):

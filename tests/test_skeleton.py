@@ -89,3 +89,17 @@ def test_condition_style_is_validated_and_the_scratch_preset_draws_skeletons():
     assert ModelConfig().condition_style == "mesh"  # models saved before the option read as mesh
     assert get_preset("scratch-256").model.condition_style == "skeleton"
     assert get_preset("face").model.condition_style == "mesh"
+
+
+def test_motion_preview_draws_in_the_style_of_the_identity_holding_the_speech_model(tmp_path):
+    from anchorgen.cli import _preview_style
+    from anchorgen.errors import ConfigError
+    from anchorgen.models import StructureGuidedDiffusion, tiny_model_config
+
+    config = tiny_model_config(temporal=False).replace(condition_style="skeleton")
+    StructureGuidedDiffusion.build(config).save_pretrained(tmp_path / "me" / "body")
+    assert _preview_style("auto", tmp_path / "me" / "audio2motion") == "skeleton"
+    assert _preview_style("auto", tmp_path / "lone_run") == "mesh"  # no identity around it
+    assert _preview_style("mesh", tmp_path / "me" / "audio2motion") == "mesh"  # asked for
+    with pytest.raises(ConfigError, match="--style"):
+        _preview_style("wireframe", tmp_path / "me" / "audio2motion")

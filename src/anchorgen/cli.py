@@ -14,7 +14,7 @@ import numpy as np
 import typer
 
 from anchorgen import __version__
-from anchorgen.errors import AnchorgenError
+from anchorgen.errors import AnchorgenError, ConfigError
 
 app = typer.Typer(
     name="anchorgen",
@@ -128,7 +128,6 @@ def train(
         False, "--dry-run", help="Validate config, data and paths; do not train."
     ),
 ) -> None:
-    from anchorgen.errors import ConfigError
     from anchorgen.presets import TrainConfig, get_preset
 
     if (config is None) == (preset is None):
@@ -200,9 +199,16 @@ def motion(
         "--render/--no-render",
         help="Also write out/conditions.mp4 (the motion's renders + speech).",
     ),
+    style: str = typer.Option(
+        "auto",
+        "--style",
+        help="How conditions.mp4 draws the motion: mesh, skeleton, or auto (the condition_style "
+        "of the identity whose audio2motion folder --model is, else mesh).",
+    ),
 ) -> None:
     """Speech -> landmark motion of the trained identity (out/landmarks.npz), to inspect or edit
-    before rendering; out/conditions.mp4 shows it as condition renders with the speech.
+    before rendering; out/conditions.mp4 shows it as the identity's body conditions with the
+    speech.
 
     Examples:
 
@@ -218,6 +224,7 @@ def motion(
 
     if head_drift is None:
         head_drift = HEAD_DRIFT_DEFAULT
+    style = _preview_style(style, model)
 
     net, identity = load_run(model)
     seq = generate_motion(
@@ -246,14 +253,29 @@ def motion(
             json.dumps({**meta, "frames": len(seq), "fps": seq.fps}, indent=1)
         )
         if render:
-            _write_condition_video(seq, audio, tmp / "conditions.mp4")
+            _write_condition_video(seq, audio, tmp / "conditions.mp4", style)
     typer.echo(f"wrote {len(seq)} frames of motion to {out / 'landmarks.npz'}")
     if render:
         typer.echo(f"and its condition renders with the speech to {out / 'conditions.mp4'}")
 
 
-def _write_condition_video(seq, audio: Path, path: Path) -> None:
-    """The motion as the condition renders the identity model sees, with the speech muxed."""
+def _preview_style(style: str, audio2motion_run: Path) -> str:
+    """The body-condition style ``anchorgen motion`` previews in: ``style`` itself, or for
+    ``auto`` the ``condition_style`` of the identity holding the run (``IDENTITY/audio2motion``
+    next to ``IDENTITY/body``), mesh when the run stands alone."""
+    from anchorgen.models.sgdm import read_model_config
+    from anchorgen.presets import CONDITION_STYLES
+
+    if style in CONDITION_STYLES:
+        return style
+    if style != "auto":
+        raise ConfigError(f"--style must be auto or one of {CONDITION_STYLES}, got {style!r}")
+    body = Path(audio2motion_run).parent / "body"
+    return read_model_config(body).condition_style if body.is_dir() else "mesh"
+
+
+def _write_condition_video(seq, audio: Path, path: Path, style: str) -> None:
+    """The motion as the body conditions the identity model sees (``style``), speech muxed."""
     import tempfile
 
     from anchorgen.generate import render_landmark_motion
@@ -262,7 +284,7 @@ def _write_condition_video(seq, audio: Path, path: Path) -> None:
 
     side = seq.image_size[0]
     with tempfile.TemporaryDirectory(prefix="anchorgen-motion-") as scratch:
-        body, _face, _affines = render_landmark_motion(seq, side, 128, Path(scratch))
+        body, _face, _affines = render_landmark_motion(seq, side, 128, Path(scratch), style=style)
         frames = (mark_frame(np.asarray(frame)) for frame in body)
         write_video(path, frames, seq.fps, audio=read_audio(audio), metadata=mp4_metadata(None))
 
@@ -628,7 +650,6 @@ def demo_command(
     seconds: float = typer.Option(8.0, help="Length of the sample clip (at least 4 s)."),
 ) -> None:
     from anchorgen.demo import DEMO_EPILOGUE, DemoPlan, run_demo, verdict
-    from anchorgen.errors import ConfigError
     from anchorgen.evaluation.report import metrics_table
 
     if seconds < 4.0:
