@@ -318,3 +318,22 @@ def test_expression_fid_zero_for_same_distribution_larger_for_other_expressions(
     assert metrics.expression_fid(wide, faces, present, present) > 0.01
     with pytest.raises(InputError, match="two frames"):
         metrics.expression_fid(faces, faces, np.eye(6, dtype=bool)[0], present)
+
+
+def test_scores_at_the_floors_128_px_average_away_detail_finer_than_two_pixels():
+    rng = np.random.default_rng(0)
+    truth = rng.integers(40, 200, (2, 256, 256, 3)).astype(np.uint8)
+    checker = np.where((np.arange(256)[:, None] + np.arange(256)[None]) % 2, 20, -20)  # (256, 256)
+    generated = (truth.astype(int) + checker[None, :, :, None]).astype(np.uint8)
+    valid = np.zeros((256, 256), bool)
+    valid[:, 40:216] = True  # a portrait inside padding, as the kitchen crop
+    generated[:, :, :40] = 0  # padding content must not count
+    assert metrics.psnr(generated, truth, valid).mean == pytest.approx(10 * np.log10(255**2 / 400))
+    small, small_valid = metrics.area_downsampled(generated, valid)
+    small_truth, _ = metrics.area_downsampled(truth, valid)
+    assert small.shape == (2, 128, 128, 3) and small_valid.shape == (128, 128)
+    assert small_valid[:, 20:108].all() and not small_valid[:, :20].any()
+    assert np.abs(small[:, :, 20:].astype(int) - small_truth[:, :, 20:]).max() <= 1  # rounding
+    assert metrics.psnr(small, small_truth, small_valid).mean > 50
+    with pytest.raises(InputError, match="under 128"):
+        metrics.area_downsampled(truth[:, :100, :100], valid[:100, :100])

@@ -166,6 +166,24 @@ def ssim(gen: np.ndarray, gt: np.ndarray, valid: np.ndarray | None = None) -> Fr
     return FrameMetric(float(np.mean(scores)), scores)
 
 
+FLOOR_SIZE = 128
+"""Side at which DESIGN.md measured its quality floor (a plain pixel UNet at 128 x 128)."""
+
+
+def area_downsampled(
+    frames: np.ndarray, valid: np.ndarray, size: int = FLOOR_SIZE
+) -> tuple[np.ndarray, np.ndarray]:
+    """Frames (T, H, W, 3) and their valid mask (H, W) at ``size`` x ``size``, as the 128 px
+    scores see them: frames area-averaged (``cv2.INTER_AREA``), the mask nearest-sampled."""
+    import cv2
+
+    if frames.shape[1] < size or frames.shape[2] < size:
+        raise InputError(f"frames of {frames.shape[2]}x{frames.shape[1]} px are under {size} px")
+    small = np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in frames])
+    mask = cv2.resize(valid.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST)
+    return small, mask > 0
+
+
 # ----------------------------------------------------------------------------------------------
 # per-frame distances with missing detections counted
 

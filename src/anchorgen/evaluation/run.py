@@ -64,12 +64,18 @@ def score(
     i3d: Path | None = None,
     progress: bool = False,
 ) -> dict[str, float | int | str]:
-    """Every metric of one method's frames (T, H, W, 3) against the ground truth."""
+    """Every metric of one method's frames (T, H, W, 3) against the ground truth; frames
+    larger than DESIGN.md's floor also get PSNR / SSIM at its 128 px (``psnr_128``)."""
     from anchorgen.prepare.face import warp_face
 
     row: dict[str, float | int | str] = {}
     row["psnr"] = M.psnr(generated, truth, valid).mean
     row["ssim"] = M.ssim(generated, truth, valid).mean
+    if generated.shape[1] > M.FLOOR_SIZE:
+        small, small_valid = M.area_downsampled(generated, valid)
+        small_truth, _ = M.area_downsampled(truth, valid)
+        row["psnr_128"] = M.psnr(small, small_truth, small_valid).mean
+        row["ssim_128"] = M.ssim(small, small_truth, small_valid).mean
     found = detect_for_scoring(generated, fps, progress)
     for part, result in M.landmark_distances(found, truth_landmarks).items():
         row[f"lmd_{part}"] = result.mean
