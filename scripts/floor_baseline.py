@@ -34,7 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from anchorgen.generate import _reference_index, to_model_space
+from anchorgen.generate import reference_index, to_model_space
 from anchorgen.io.dataset import PreparedDataset
 from anchorgen.models.sgdm import make_scheduler
 from anchorgen.prepare.skeleton import draw_skeleton
@@ -54,10 +54,10 @@ def load(data: PreparedDataset, condition: str) -> tuple[torch.Tensor, torch.Ten
         return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
 
     seq = to_model_space(data.landmarks, SIZE)
+    skeleton = condition == "skeleton"
     frames, conditions = [], []
     for i in range(len(data)):
         frames.append(resize(data.frame(i)))
-        skeleton = condition == "skeleton"
         conditions.append(draw_skeleton(seq.frame(i), SIZE) if skeleton else resize(data.render(i)))
     return to_tensor(frames), to_tensor(conditions)
 
@@ -137,7 +137,7 @@ def main() -> None:
     out = Path(args.out) / name
     ema.copy_to(params)
     unet.eval()
-    reference = signed(frames[_reference_index(data)])[None]
+    reference = signed(frames[reference_index(data)])[None]
     stop = holdout.stop if args.holdout_frames is None else holdout.start + args.holdout_frames
     cond = signed(conditions[holdout.start : stop])  # (N, 3, S, S)
     rendered = {}

@@ -198,7 +198,7 @@ class Identity:
             if not face.inpainting:
                 raise InputError(f"{face_model_dir} is not a face (inpainting) model")
         data = PreparedDataset(dataset or _run_dataset(body_dir))
-        index = _reference_index(data)
+        index = reference_index(data)
         if reference is not None:
             image = _read_reference(reference)
             ref = _square_resize(image, int(body.config.image_size))
@@ -283,7 +283,7 @@ def _run_dataset(run_dir: Path) -> Path:
     return Path(datasets[0])
 
 
-def _reference_index(data: PreparedDataset) -> int:
+def reference_index(data: PreparedDataset) -> int:
     """First training frame with a detected face (a plain, typical frame)."""
     split = data.split_range("train")
     detected = np.flatnonzero(data.landmarks.detected["face"][split.start : split.stop])
