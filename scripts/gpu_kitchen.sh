@@ -49,7 +49,8 @@
 #                                              face pass at each guidance scale of GUIDANCE
 #                                              (e.g. "1.5 2.5"), each variant on its training
 #                                              GPU -> $OUT (names get TAG appended, e.g.
-#                                              TAG=_24min after a resume)
+#                                              TAG=_24min after a resume; FACE_PASSES=true
+#                                              skips the renders without the face pass)
 #   bash scripts/gpu_kitchen.sh sweep RUN NAME='--set K=V ...' ...
 #                                              held-out frames of the identity RUN once per
 #                                              NAME with its generate settings -> $OUT
@@ -327,8 +328,9 @@ variants-evaluate)
       export CUDA_VISIBLE_DEVICES
       CUDA_VISIBLE_DEVICES=$(cat "$ROOT/runs/var_$name/gpu" 2> /dev/null || echo 0)
       model=$ROOT/runs/var_$name
-      holdout "$model" "${name}${TAG:-}_face_true" --set face_enhance=true
-      holdout "$model" "${name}${TAG:-}_face_false" --set face_enhance=false
+      for face_pass in ${FACE_PASSES:-true false}; do
+        holdout "$model" "${name}${TAG:-}_face_$face_pass" --set face_enhance="$face_pass"
+      done
       for scale in ${GUIDANCE:-}; do
         holdout "$model" "${name}${TAG:-}_guidance_$scale" --set face_enhance=true --set guidance_scale="$scale"
       done
