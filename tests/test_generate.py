@@ -240,6 +240,8 @@ def test_evaluate_with_ablations(identity, tmp_path):
     # the default window setting is the main run itself, reused rather than rendered twice
     assert results["ws 16 / os 4"]["psnr"] == results["anchorgen"]["psnr"]
     assert results["w/o face enhancement"]["psnr"] != results["anchorgen"]["psnr"]
+    # the body codec's grid is measured on every row, real frames included
+    assert all(results[k]["grid_contrast"] >= 0 for k in ("anchorgen", "reference repeated"))
     stored = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert stored["frames"] == 8 and (tmp_path / "eval" / "side_by_side.mp4").is_file()
 

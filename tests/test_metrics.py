@@ -337,3 +337,25 @@ def test_scores_at_the_floors_128_px_average_away_detail_finer_than_two_pixels()
     assert metrics.psnr(small, small_truth, small_valid).mean > 50
     with pytest.raises(InputError, match="under 128"):
         metrics.area_downsampled(truth[:, :100, :100], valid[:100, :100])
+
+
+def test_grid_contrast_finds_a_codec_grid_and_ignores_one_in_the_padding():
+    rng = np.random.default_rng(0)
+    smooth = gaussian_filter(rng.normal(0, 40, (2, 64, 64, 3)), (0, 2, 2, 0)) + 128  # (T, H, W, 3)
+    # a pixel-unshuffle codec whose 4 x 4 sub-pixels got different biases: a fixed 4 x 4 tile
+    tile = rng.normal(0, 6, (4, 4, 1))
+    gridded = smooth + np.tile(tile, (16, 16, 1))[None]
+
+    def as_uint8(a: np.ndarray) -> np.ndarray:
+        return np.clip(a, 0, 255).astype(np.uint8)
+
+    assert metrics.grid_contrast(as_uint8(smooth), 4) < 0.05
+    assert metrics.grid_contrast(as_uint8(gridded), 4) > 0.3
+    padded = smooth.copy()
+    padded[:, :, :24] = gridded[:, :, :24]  # the grid only where the crop padded the frame
+    valid = np.zeros((64, 64), bool)
+    valid[:, 24:] = True
+    assert metrics.grid_contrast(as_uint8(padded), 4, valid) < 0.05
+    assert metrics.grid_contrast(as_uint8(padded), 4) > 0.1
+    with pytest.raises(InputError, match="grid period"):
+        metrics.grid_contrast(as_uint8(smooth), 1)

@@ -184,6 +184,33 @@ def area_downsampled(
     return small, mask > 0
 
 
+def grid_contrast(frames: np.ndarray, period: int, valid: np.ndarray | None = None) -> float:
+    """How strongly frames show a grid of ``period`` pixels (a pixel-unshuffle or VAE codec's
+    cells, origin at the top-left pixel): 0 for none.
+
+    Per axis, the mean absolute step between neighbouring pixels that straddle a cell border
+    (x % period == period - 1 to the next) over the mean step between neighbours inside a cell;
+    the result is the mean over both axes of |ratio - 1|. Natural images score about 0.02, a
+    visible grid 0.3 or more. Pairs touching a padding pixel (``valid`` False) are left out.
+    """
+    frames = _as_video(frames, "frames").astype(np.float32)
+    mask = _valid_mask(valid, frames.shape)
+    if period < 2 or min(frames.shape[1:3]) <= period:
+        raise InputError(f"grid period {period} needs frames larger than it and >= 2")
+    deviations = []
+    for axis in (1, 2):  # y, x of (T, H, W, 3)
+        n = frames.shape[axis] - 1
+        steps = np.abs(np.diff(frames, axis=axis)).mean(-1)  # (T, H-1, W) or (T, H, W-1)
+        both = np.take(mask, range(n), axis=axis) & np.take(mask, range(1, n + 1), axis=axis)
+        border = (np.arange(n) % period == period - 1).reshape((-1, 1) if axis == 1 else (1, -1))
+        at_border, inside = both & border, both & ~border
+        if not at_border.any() or not inside.any():
+            raise InputError("the valid mask leaves no neighbouring pixels to compare")
+        ratio = steps[at_border].mean() / max(float(steps[inside].mean()), 1e-12)
+        deviations.append(abs(ratio - 1.0))
+    return float(np.mean(deviations))
+
+
 # ----------------------------------------------------------------------------------------------
 # per-frame distances with missing detections counted
 

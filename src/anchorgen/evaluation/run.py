@@ -62,10 +62,12 @@ def score(
     *,
     inception: Path | None = None,
     i3d: Path | None = None,
+    grid_period: int = 0,
     progress: bool = False,
 ) -> dict[str, float | int | str]:
     """Every metric of one method's frames (T, H, W, 3) against the ground truth; frames
-    larger than DESIGN.md's floor also get PSNR / SSIM at its 128 px (``psnr_128``)."""
+    larger than DESIGN.md's floor also get PSNR / SSIM at its 128 px (``psnr_128``), and with
+    a ``grid_period`` (the body codec's factor) the frames' ``grid_contrast``."""
     from anchorgen.prepare.face import warp_face
 
     row: dict[str, float | int | str] = {}
@@ -76,6 +78,8 @@ def score(
         small_truth, _ = M.area_downsampled(truth, valid)
         row["psnr_128"] = M.psnr(small, small_truth, small_valid).mean
         row["ssim_128"] = M.ssim(small, small_truth, small_valid).mean
+    if grid_period >= 2:
+        row["grid_contrast"] = M.grid_contrast(generated, grid_period, valid)
     found = detect_for_scoring(generated, fps, progress)
     for part, result in M.landmark_distances(found, truth_landmarks).items():
         row[f"lmd_{part}"] = result.mean
@@ -345,6 +349,7 @@ def _score_variants(variants, identity, motion, holdout, out, *, inception, i3d,
             fps,
             inception=inception,
             i3d=i3d,
+            grid_period=int(identity.body.config.codec_factor),
         )
 
     results: dict[str, dict] = {}
