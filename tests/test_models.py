@@ -11,7 +11,6 @@ from anchorgen.models import (
     count_parameters,
     spatial_parameters,
     temporal_parameters,
-    tiny_model_config,
     tiny_test_model,
 )
 from anchorgen.presets import get_preset
@@ -55,27 +54,6 @@ def test_structure_branch_starts_as_noop(temporal, inpainting):
         assert torch.equal(strong, off)
         _perturb_zero_convs(model)
         assert not torch.allclose(model.predict(noisy, t, cond, tokens, 2.0, inpaint), off)
-
-
-@pytest.mark.parametrize("subpixel_init", [False, True])
-def test_subpixel_init_starts_without_a_codec_grid(subpixel_init):
-    """ICNR: the fresh model's decoded prediction is constant on each f x f cell, and only then."""
-    torch.manual_seed(0)
-    config = tiny_model_config(temporal=True).replace(subpixel_init=subpixel_init)
-    model = StructureGuidedDiffusion.build(config).eval()
-    noisy, t, cond, ref, _ = _inputs(model)
-    with torch.no_grad():
-        prediction = model.predict(noisy, t, cond, model.encode_appearance(ref))
-    images = model.codec.decode(prediction.flatten(0, 1))  # (B F, 3, IMG, IMG)
-    f = config.codec_factor
-    cells = images.unflatten(2, (-1, f)).unflatten(4, (-1, f))  # (B F, 3, h, f, w, f)
-    spread = (cells - cells[:, :, :, :1, :, :1]).abs().amax()
-    assert (spread < 1e-6) == subpixel_init
-
-
-def test_subpixel_init_is_refused_for_a_vae_codec():
-    with pytest.raises(ValueError, match="subpixel_init needs codec=pixel_unshuffle"):
-        get_preset("sd15").model.replace(subpixel_init=True)
 
 
 def test_face_model_input_channels_and_inpaint_required():

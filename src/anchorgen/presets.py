@@ -86,10 +86,6 @@ class ModelConfig(BaseConfig):
     conditioning_scale: float = 1.0
     """W_c of eq. 2: weight of the structure branch's residuals, used in training and as the
     default at inference."""
-    subpixel_init: bool = False
-    """``pixel_unshuffle`` codec only: start the UNet's output convolution with the same
-    weights for every sub-pixel of an f x f cell (ICNR, Aitken et al. 2017), so a fresh model
-    predicts no f-pixel grid; with independent random weights some seeds keep one."""
     temporal: bool = False
     """Insert AnimateDiff-style motion modules (IV-C1): ``UNetMotionModel`` over clips of frames."""
     motion_heads: int = 2
@@ -179,10 +175,6 @@ class ModelConfig(BaseConfig):
         )
         require(self.appearance_grid >= 1, "appearance_grid must be >= 1")
         require(self.conditioning_scale >= 0, "conditioning_scale must be >= 0")
-        require(
-            not self.subpixel_init or self.codec == "pixel_unshuffle",
-            "subpixel_init needs codec=pixel_unshuffle (a VAE latent has no sub-pixels)",
-        )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, where: str = "") -> ModelConfig:
@@ -225,8 +217,7 @@ class ModelConfig(BaseConfig):
         return c + (c + 1 if self.inpainting else 0)
 
     def architecture(self) -> dict:
-        """The fields that decide the weights' shapes and meaning (paths, export dtype and
-        initialisation excluded)."""
+        """The fields that decide the weights' shapes and meaning (paths and export dtype excluded)."""
         data = self.to_dict()
         for key in (
             "sd15_path",
@@ -235,7 +226,6 @@ class ModelConfig(BaseConfig):
             "pretrained",
             "export_dtype",
             "conditioning_scale",
-            "subpixel_init",
         ):
             data.pop(key)
         return data
@@ -458,9 +448,6 @@ def _scratch_256() -> TrainConfig:
         # part-coloured skeletons: +1.7 dB and +0.033 SSIM (128 px) over the mesh renders on
         # the kitchen held-out 4 s, same body and minutes (docs/BENCHMARKS.md, eighth session)
         condition_style="skeleton",
-        # three of four seeds left a 4-pixel grid in the held-out frames; with tied sub-pixel
-        # weights the worst of them has none (docs/BENCHMARKS.md, tenth session)
-        subpixel_init=True,
     )
     return TrainConfig(
         model=model,
@@ -498,7 +485,6 @@ def _face() -> TrainConfig:
         appearance_channels=(32, 64, 96, 128),
         cross_attention_dim=192,
         condition_style="mesh",  # face-space mesh renders (eq. 5); the body's style is its own
-        subpixel_init=False,  # measured on the body only (the face model was trained without)
     )
     return base.replace(
         model=model,

@@ -675,7 +675,7 @@ def _build_unet(config: ModelConfig) -> UNet2DConditionModel:
     up = tuple(
         "CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(config.attention_levels)
     )
-    unet = UNet2DConditionModel(
+    return UNet2DConditionModel(
         sample_size=config.latent_size,
         in_channels=in_channels,
         out_channels=c,
@@ -688,22 +688,6 @@ def _build_unet(config: ModelConfig) -> UNet2DConditionModel:
         attention_head_dim=config.attention_heads,
         norm_num_groups=config.norm_num_groups,
     )
-    if config.subpixel_init and unet.conv_out.weight.device.type != "meta":
-        tie_subpixels_(unet.conv_out, config.codec_factor)
-    return unet
-
-
-@torch.no_grad()
-def tie_subpixels_(conv: torch.nn.Conv2d, factor: int) -> None:
-    """ICNR (Aitken et al. 2017): give every sub-pixel of a pixel-shuffled output the weights
-    of the first, in place. Output channel k * f^2 + s is colour k at sub-pixel s (the order
-    ``pixel_shuffle`` reads), so after this the decoded output is constant on each f x f cell."""
-    cells = factor * factor
-    weight = conv.weight.unflatten(0, (-1, cells))  # (3, f^2, C_in, kh, kw)
-    weight.copy_(weight[:, :1].clone().expand_as(weight))
-    if conv.bias is not None:
-        bias = conv.bias.unflatten(0, (-1, cells))  # (3, f^2)
-        bias.copy_(bias[:, :1].clone().expand_as(bias))
 
 
 def _widen_conv_in(unet: UNet2DConditionModel, in_channels: int) -> UNet2DConditionModel:
