@@ -208,7 +208,7 @@ class Identity:
             face_ref = (
                 None
                 if face is None
-                else _resized(data.face_frame(index), int(face.config.image_size))
+                else resized(data.face_frame(index), int(face.config.image_size))
             )
         return cls(
             body=body,
@@ -249,7 +249,8 @@ def rescale_face_affines(affines: np.ndarray, crop_scale: float, face_scale: flo
     return out
 
 
-def _resized(image: np.ndarray, size: int) -> np.ndarray:
+def resized(image: np.ndarray, size: int) -> np.ndarray:
+    """A square image (S, S, C) at ``size`` x ``size``, area-averaged (unchanged if already so)."""
     import cv2
 
     return (
@@ -510,12 +511,12 @@ def _dataset_motion(data, split, size, face_size, config, identity, workdir, pro
     style = identity.condition_style
     data.check_condition_style(style)
     body = _spool(  # as in training: at the dataset's size, then resized
-        (_resized(data.body_condition(i, style), size) for i in frames),
+        (resized(data.body_condition(i, style), size) for i in frames),
         workdir / "conditions.npy",
         len(frames),
     )
     face = _spool(
-        (_resized(data.face_render(i), face_size) for i in frames),
+        (resized(data.face_render(i), face_size) for i in frames),
         workdir / "face_conditions.npy",
         len(frames),
     )

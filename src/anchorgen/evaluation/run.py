@@ -41,15 +41,6 @@ from anchorgen.generate import (
 log = logging.getLogger(__name__)
 
 
-def _resized(frames: list[np.ndarray], size: int) -> np.ndarray:
-    return np.stack(
-        [
-            f if f.shape[0] == size else cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA)
-            for f in frames
-        ]
-    )
-
-
 def score(
     generated: np.ndarray,
     truth: np.ndarray,
@@ -320,13 +311,13 @@ def evaluate(
 
 def _score_variants(variants, identity, motion, holdout, out, *, inception, i3d, progress) -> dict:
     """Score every variant and both baselines; write ``side_by_side.mp4`` to ``out``."""
-    from anchorgen.generate import rescale_face_affines
+    from anchorgen.generate import rescale_face_affines, resized
     from anchorgen.io.video import write_video
     from anchorgen.io.watermark import mark_frame, mp4_metadata
 
     data = identity.dataset
     size, face_size = identity.size, identity.face_size
-    truth = _resized([data.frame(i) for i in holdout], size)
+    truth = np.stack([resized(data.frame(i), size) for i in holdout])
     valid = (
         cv2.resize(data.valid.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST) > 0
     )
@@ -365,7 +356,7 @@ def _score_variants(variants, identity, motion, holdout, out, *, inception, i3d,
     train_landmarks = to_model_space(data.landmarks.slice(train.start, train.stop), size)
     query = to_model_space(data.landmarks.slice(holdout.start, holdout.stop), size)
     picks = nearest_pose_retrieval(train_landmarks, query)
-    retrieval = _resized([data.frame(train.start + int(i)) for i in picks], size)
+    retrieval = np.stack([resized(data.frame(train.start + int(i)), size) for i in picks])
     floors = {
         "retrieval (nearest pose)": measure(retrieval),
         "reference repeated": measure(reference_repeat(identity.reference, len(holdout))),
