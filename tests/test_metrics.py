@@ -357,5 +357,12 @@ def test_grid_contrast_finds_a_codec_grid_and_ignores_one_in_the_padding():
     valid[:, 24:] = True
     assert metrics.grid_contrast(as_uint8(padded), 4, valid) < 0.05
     assert metrics.grid_contrast(as_uint8(padded), 4) > 0.1
+    # the cells start at the top-left pixel: block-constant offsets jump only across their
+    # borders, and score less once shifted off them
+    blocks = smooth + np.kron(rng.normal(0, 12, (16, 16)), np.ones((4, 4)))[None, :, :, None]
+    shifted = np.roll(blocks, 2, axis=(1, 2))
+    assert metrics.grid_contrast(as_uint8(blocks), 4) > 2 * metrics.grid_contrast(
+        as_uint8(shifted), 4
+    )
     with pytest.raises(InputError, match="grid period"):
         metrics.grid_contrast(as_uint8(smooth), 1)

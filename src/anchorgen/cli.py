@@ -536,10 +536,10 @@ EVALUATE_HELP = """Render an identity's held-out part and score it against the g
 
 anchorgen is compared with two floors any generator must clear: nearest-pose retrieval
 from the training frames and the reference frame repeated. Metrics: PSNR/SSIM (crop
-padding ignored; also at 128 px for larger frames), the codec's grid contrast, LMD face/body/hand (MediaPipe landmarks; the paper used OpenPose),
-flicker (warping error under the ground truth's optical flow, next to the ground truth's
-own), head-pose and expression distances, identity similarity (dlib, with the `eval`
-extra) and FID/FVD when you name local InceptionV3/I3D weights (else "not computed").
+padding ignored; also at 128 px for larger frames), the codec's grid contrast, LMD
+face/body/hand (MediaPipe landmarks; the paper used OpenPose), flicker (warping error
+under the ground truth's optical flow, next to the ground truth's own), head-pose and
+expression distances, identity similarity (dlib, with the `eval` extra) and FID/FVD when you name local InceptionV3/I3D weights (else "not computed").
 Writes OUT/metrics.json, OUT/metrics.md and OUT/side_by_side.mp4.
 
 Examples:
