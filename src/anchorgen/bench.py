@@ -438,7 +438,7 @@ def forward_flops(model: Any, frames: int, tokens: torch.Tensor, batch: int = 2)
     noisy = torch.randn(batch, frames, c, size, size, **kw)
     conditions = torch.rand(batch, frames, 3, image, image, **kw)
     inpaint = None
-    if model.inpainting:
+    if model.config.context_input:
         inpaint = (
             torch.ones(batch, frames, 1, size, size, **kw),
             torch.randn(batch, frames, c, size, size, **kw),

@@ -83,6 +83,12 @@ class ModelConfig(BaseConfig):
     SMPL-X motion can drive it) or ``skeleton`` (part-coloured lines and face points of
     ``prepare.skeleton``: limbs stay distinct in front of the torso; landmark, video and
     speech motion only). The face model always reads face-space mesh renders."""
+    background_plate: bool = False
+    """Body only: the UNet and structure branch also read the identity's static background
+    (``prepare.background.background_plate``: the training frames' median where the person
+    is absent) in eq. 5's input layout [z_t, M, z_M], M marking the plate's holes. Meant for
+    a fixed camera; the plate is saved with the model and drawn under any motion. The
+    networks predict x0 minus the plate (``prediction_type`` must be ``sample``)."""
     conditioning_scale: float = 1.0
     """W_c of eq. 2: weight of the structure branch's residuals, used in training and as the
     default at inference."""
@@ -175,6 +181,14 @@ class ModelConfig(BaseConfig):
         )
         require(self.appearance_grid >= 1, "appearance_grid must be >= 1")
         require(self.conditioning_scale >= 0, "conditioning_scale must be >= 0")
+        require(
+            not (self.background_plate and self.part == "face"),
+            "background_plate is a body option (the face model reads its own surroundings)",
+        )
+        require(
+            not self.background_plate or self.prediction_type == "sample",
+            "background_plate needs prediction_type=sample (x0 is predicted as plate + residual)",
+        )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, where: str = "") -> ModelConfig:
@@ -211,10 +225,16 @@ class ModelConfig(BaseConfig):
         return self.part == "face"
 
     @property
+    def context_input(self) -> bool:
+        """Whether the UNet reads eq. 5's [z_t, M, z_M]: the face SGDM's masked surroundings,
+        or a body's background plate (``background_plate``)."""
+        return self.inpainting or self.background_plate
+
+    @property
     def unet_in_channels(self) -> int:
-        """Input channels of the UNet: C, plus C + 1 for inpainting (eq. 5)."""
+        """Input channels of the UNet: C, plus C + 1 for a context input (eq. 5)."""
         c = self.latent_channels
-        return c + (c + 1 if self.inpainting else 0)
+        return c + (c + 1 if self.context_input else 0)
 
     def architecture(self) -> dict:
         """The fields that decide the weights' shapes and meaning (paths and export dtype excluded)."""

@@ -111,6 +111,21 @@ class PreparedDataset:
         """(size, size) bool: True where the crop shows source pixels (not padding)."""
         return read_image(self.root / "valid.png", grey=True) > 127
 
+    def background_plate(
+        self, split: str = "train", matted: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The static background of ``split``'s frames (``prepare.background.background_plate``):
+        plate (size, size, 3) uint8 and known (size, size) bool. ``matted``: of the
+        foreground-matted frames (stage 1), whose background is black."""
+        from anchorgen.prepare.background import background_plate
+
+        indices = self.split_range(split)
+        mattes = np.stack([self.matte(i) for i in indices])  # (T, S, S)
+        frames = np.stack([self.frame(i) for i in indices])  # (T, S, S, 3)
+        if matted:
+            frames = (frames * (mattes[..., None] / 255.0)).round().astype(np.uint8)
+        return background_plate(frames, mattes, dilate_px=max(1, round(self.meta.size / 50)))
+
     @cached_property
     def landmarks(self) -> LandmarkSequence:
         return LandmarkSequence.load(self.root / "landmarks.npz")
@@ -211,7 +226,9 @@ class IdentityDataset(torch.utils.data.Dataset):
     ``context`` (face part, when its ``prob`` > 0) adds ``context`` (F, 3, H, W) in [-1, 1]:
     the face crop degraded and misaligned (``ContextAugment``), from which training forms the
     masked surroundings z_M instead of ``frames``; ``frames`` (the target), ``conditions`` and
-    ``masks`` stay as without it.
+    ``masks`` stay as without it. ``background_plate`` (body part) adds the split's static
+    background (``PreparedDataset.background_plate``) in the same layout: ``context``
+    (F, 3, H, W) the plate, ``masks`` (F, 1, H, W) 1 on its hole.
     """
 
     def __init__(
@@ -227,6 +244,7 @@ class IdentityDataset(torch.utils.data.Dataset):
         seed: int = 0,
         context: ContextAugment | None = None,
         condition_style: str = "mesh",
+        background_plate: bool = False,
     ) -> None:
         if part not in ("body", "face"):
             raise ValueError(f"part must be 'body' or 'face', got {part!r}")
@@ -250,6 +268,12 @@ class IdentityDataset(torch.utils.data.Dataset):
             context if part == "face" and context is not None and context.prob > 0 else None
         )
         self._cache: dict[tuple[str, int], np.ndarray] = {}
+        self.background: tuple[torch.Tensor, torch.Tensor] | None = None
+        if part == "body" and background_plate:
+            plate, known = self.data.background_plate(split, matted=use_matte)
+            hole = self._resize((~known).astype(np.uint8) * 255, cv2.INTER_NEAREST)
+            # (3, S, S) in [-1, 1], (1, S, S) in {0, 1}
+            self.background = (_to_signed(self._resize(plate)), _to_unit(hole))
 
     def __len__(self) -> int:
         return len(self.indices) - self.clip_length + 1
@@ -316,6 +340,10 @@ class IdentityDataset(torch.utils.data.Dataset):
                 self._resize(self.data.valid.astype(np.uint8) * 255, cv2.INTER_NEAREST)
             )
             item["valid"] = valid.expand(self.clip_length, -1, -1, -1).clone()
+            if self.background is not None:
+                plate, hole = self.background
+                item["context"] = plate.expand(self.clip_length, -1, -1, -1)
+                item["masks"] = hole.expand(self.clip_length, -1, -1, -1)
         else:
             masks = torch.stack([_to_unit(self._load("mask", i)) for i in clip])
             item["masks"] = masks

@@ -5,13 +5,15 @@ modules, IV-C1), a structure branch copied from the UNet encoder with zero convo
 (``ControlNetModel.from_unet``) whose residuals are added to the decoder with weight W_c (eq. 2),
 an appearance encoder whose tokens replace the text prompt in the cross-attention of both, and a
 codec between images and latents (eqs. 3-4). The face SGDM (eq. 5) is the same class with an
-inpainting UNet input [z_t, M, z_M].
+inpainting UNet input [z_t, M, z_M]; a body with ``background_plate`` reads its static
+background in that layout.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import json
 import math
 import sys
@@ -47,6 +49,8 @@ MODEL_FILE = "anchorgen_model.json"
 FORMAT_VERSION = 1
 TEMPORAL_KEY = "motion_modules"
 LORA_FILE = "identity.safetensors"
+BACKGROUND_FILE = "background.safetensors"
+"""A ``background_plate`` body's plate, beside its weights: uint8 ``image`` (3, S, S), ``hole`` (1, S, S)."""
 INT8_FILE = "int8_weights.safetensors"
 """A component's weights in ``export_dtype: int8`` storage (``models.quantize``), beside its config.json."""
 ATTENTION_BATCH_LIMIT = 65535
@@ -79,6 +83,25 @@ _CLIP_L14 = dict(
 )
 
 
+@dataclasses.dataclass
+class BackgroundPlate:
+    """A body's static background (``ModelConfig.background_plate``): ``image`` (3, S, S) in
+    [-1, 1] and ``hole`` (1, S, S), 1 where the background was never seen."""
+
+    image: torch.Tensor
+    hole: torch.Tensor
+
+    def save(self, path: Path) -> None:
+        image = ((self.image.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        hole = (self.hole > 0.5).to(torch.uint8)
+        save_file({"image": image.contiguous(), "hole": hole.contiguous()}, path)
+
+    @classmethod
+    def load(cls, path: Path) -> BackgroundPlate:
+        tensors = load_file(path)
+        return cls(tensors["image"].float() / 127.5 - 1.0, tensors["hole"].float())
+
+
 class StructureGuidedDiffusion(torch.nn.Module):
     """SGDM (eqs. 1-4): denoiser + ControlNet-style structure branch + appearance encoder + codec."""
 
@@ -96,6 +119,8 @@ class StructureGuidedDiffusion(torch.nn.Module):
         self.unet = unet
         self.controlnet = controlnet
         self.appearance = appearance
+        # ``config.background_plate``: the plate every forward reads (set by training, saved)
+        self.background: BackgroundPlate | None = None
         self.lora_rank = 0
         # pipelines pad every window batch to one size, so a compiled network sees one shape,
         # and CUDA graphs need a new generation per forward (``accel.optimize_model`` sets both)
@@ -137,7 +162,13 @@ class StructureGuidedDiffusion(torch.nn.Module):
             if config.temporal
             else unet2d
         )
-        return cls(config, codec, unet, controlnet, _build_appearance(config))
+        appearance = _build_appearance(config)
+        if config.background_plate:
+            # plate channels added last, at zero weight: the same random draws as without
+            # them, so a seed starts from the same network (paired comparisons)
+            for module in (unet, controlnet):
+                _widen_conv_in(module, config.unet_in_channels)
+        return cls(config, codec, unet, controlnet, appearance)
 
     def enable_gradient_checkpointing(self) -> None:
         self.unet.enable_gradient_checkpointing()
@@ -157,8 +188,9 @@ class StructureGuidedDiffusion(torch.nn.Module):
     def inpaint_inputs(
         self, frames: torch.Tensor, masks: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Face SGDM inputs (eq. 5): frames (B, F, 3, H, W), masks (B, F, 1, H, W) with 1 = region
-        to generate -> (mask M at latent size (B, F, 1, h, w), masked-face latent z_M (B, F, C, h, w))."""
+        """Context inputs (eq. 5): frames (B, F, 3, H, W), masks (B, F, 1, H, W) with 1 = region
+        to generate -> (mask M at latent size (B, F, 1, h, w), masked latent z_M (B, F, C, h, w)).
+        Face SGDM: the face crop and its face mask; body: the background plate and its hole."""
         masked = self.encode_frames(frames * (1.0 - masks))
         small = F.adaptive_max_pool2d(masks.flatten(0, 1), masked.shape[-2:]).unflatten(
             0, masks.shape[:2]
@@ -194,7 +226,9 @@ class StructureGuidedDiffusion(torch.nn.Module):
         tokens along the sequence axis. ``max_batch``: at most this many clips per forward
         (the naive reference of ``anchorgen bench``); temporal batches are also split where
         the motion modules' attention batch would pass ``ATTENTION_BATCH_LIMIT``. Returns the
-        prediction (B, F, C, h, w) (epsilon or v).
+        prediction (B, F, C, h, w) (epsilon, v or x0). A ``background_plate`` body predicts x0
+        as the plate's masked latent plus the networks' output, a residual that is zero on
+        the seen background.
         """
         b = noisy.shape[0]
         chunk = min(self._temporal_chunk(noisy.shape[-2:]), max_batch or sys.maxsize)
@@ -214,9 +248,10 @@ class StructureGuidedDiffusion(torch.nn.Module):
                 for i in range(0, b, chunk)
             ]
             return torch.cat(parts)
-        if (inpaint is not None) != self.inpainting:
+        if (inpaint is not None) != self.config.context_input:
             raise InputError(
-                "the face SGDM needs inpaint=(mask, masked_latents); the body SGDM takes none"
+                "the face SGDM and a background-plate body need inpaint=(mask, masked_latents); "
+                "other bodies take none"
             )
         x = (
             torch.cat([noisy, *inpaint], dim=2) if inpaint is not None else noisy
@@ -226,7 +261,10 @@ class StructureGuidedDiffusion(torch.nn.Module):
         if self.cuda_graph_steps:  # CUDA graphs replay into one memory pool per network:
             torch.compiler.cudagraph_mark_step_begin()  # each forward is a new generation
         with self._attention_backends():
-            return self._networks(x, timesteps, conditions, tokens, conditioning_scale)
+            out = self._networks(x, timesteps, conditions, tokens, conditioning_scale)
+        if self.config.background_plate:  # x0 = plate + residual: the background comes free
+            out = out + inpaint[1].to(out.dtype)
+        return out
 
     def _attention_backends(self) -> contextlib.AbstractContextManager:
         """SDPA pinned to ``attention_backends`` (``accel.optimize_model``), else no change."""
@@ -389,7 +427,16 @@ class StructureGuidedDiffusion(torch.nn.Module):
             "base": base,
             "model_config": self.config.to_dict(),
         }
+        self._save_background(directory)
         (directory / MODEL_FILE).write_text(json.dumps(meta, indent=2))
+
+    def _save_background(self, directory: Path) -> None:
+        """The plate of a ``background_plate`` model -> ``directory/BACKGROUND_FILE``."""
+        if not self.config.background_plate:
+            return
+        if self.background is None:
+            raise ConfigError("a background_plate model has no plate to save (model.background)")
+        self.background.save(directory / BACKGROUND_FILE)
 
     # ----------------------------------------------------------------- persistence
     def save_pretrained(
@@ -412,6 +459,7 @@ class StructureGuidedDiffusion(torch.nn.Module):
         }
         if isinstance(self.codec, VaeCodec):
             parts["vae"] = self.codec.vae
+        self._save_background(directory)
         for name, module in parts.items():
             if int8:
                 module.save_config(directory / name)
@@ -467,9 +515,16 @@ class StructureGuidedDiffusion(torch.nn.Module):
                 codec: ImageCodec = VaeCodec(vae, config.codec_scale)
             else:
                 codec = PixelUnshuffleCodec(config.codec_factor, config.codec_scale)
+            background = (
+                BackgroundPlate.load(directory / BACKGROUND_FILE)
+                if config.background_plate
+                else None
+            )
         except (OSError, ValueError, RuntimeError) as exc:
             raise InputError(f"cannot load the model in {directory}: {exc}") from exc
-        return cls(config, codec, unet, controlnet, appearance)
+        model = cls(config, codec, unet, controlnet, appearance)
+        model.background = background
+        return model
 
     @classmethod
     def _from_lora(
@@ -488,6 +543,8 @@ class StructureGuidedDiffusion(torch.nn.Module):
         with torch.no_grad():
             for n, value in tensors.items():
                 own[n].copy_(value)
+        if config.background_plate:
+            model.background = BackgroundPlate.load(directory / BACKGROUND_FILE)
         model = model.to(torch_dtype) if torch_dtype is not None else model
         return model.eval()
 
@@ -654,9 +711,9 @@ def _build_codec(config: ModelConfig) -> ImageCodec:
 
 
 def _build_unet(config: ModelConfig) -> UNet2DConditionModel:
-    """The spatial UNet with ``config.unet_in_channels`` inputs (face SGDM: 2C + 1, eq. 5)."""
+    """The spatial UNet with C inputs (face SGDM: 2C + 1, eq. 5)."""
     c = config.latent_channels
-    in_channels = config.unet_in_channels
+    in_channels = c + (c + 1 if config.inpainting else 0)  # a plate's channels come in build()
     if config.pretrained:
         unet = UNet2DConditionModel.from_pretrained(
             Path(config.sd15_path) / "unet", local_files_only=True
@@ -690,11 +747,20 @@ def _build_unet(config: ModelConfig) -> UNet2DConditionModel:
     )
 
 
-def _widen_conv_in(unet: UNet2DConditionModel, in_channels: int) -> UNet2DConditionModel:
-    """Widen a pretrained C-channel UNet's input for inpainting: the new input channels start
-    at zero weight, so the widened UNet first computes what the original did."""
+def _widen_conv_in(unet: torch.nn.Module, in_channels: int) -> torch.nn.Module:
+    """Widen a C-channel UNet's (or structure branch's) input for a context input: the new
+    channels start at zero weight, so the widened network first computes what the original
+    did. Draws no random numbers."""
     old = unet.conv_in
-    new = torch.nn.Conv2d(in_channels, old.out_channels, old.kernel_size, padding=old.padding)
+    new = torch.nn.utils.skip_init(
+        torch.nn.Conv2d,
+        in_channels,
+        old.out_channels,
+        old.kernel_size,
+        padding=old.padding,
+        device=old.weight.device,
+        dtype=old.weight.dtype,
+    )
     with torch.no_grad():
         new.weight.zero_()
         new.weight[:, : old.in_channels] = old.weight

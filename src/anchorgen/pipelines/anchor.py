@@ -550,6 +550,11 @@ class AnchorPipeline:
             self.model, self.scheduler, length, height, width, generator, latents, latents_device
         )
         tokens, null_tokens = appearance_tokens(self.model, reference)
+        inpaint = (
+            background_inpainting(self.model, length, height, width, latents.device)
+            if self.model.config.background_plate
+            else None
+        )
         return denoise_overlapped(
             self.model,
             self.scheduler,
@@ -562,10 +567,37 @@ class AnchorPipeline:
             guidance_scale=guidance_scale,
             conditioning_scale=controlnet_conditioning_scale,
             windows_per_batch=windows_per_batch,
+            inpaint=inpaint,
             callback=callback,
             progress=progress,
             description="body" if temporal else "body (frame-wise)",
         )
+
+
+def background_inpainting(
+    model: Any, length: int, height: int, width: int, device: str | torch.device = "cpu"
+) -> Inpainting:
+    """The body's background plate (``model.background``) as the context input of every one
+    of ``length`` frames: one (1, h, w) mask and one (C, h, w) masked latent, expanded to N
+    frames without copies. A plate of another size than the frames is resized to them."""
+    plate = model.background
+    if plate is None:
+        raise InputError(
+            "this body model reads a background plate (model.background_plate) but has none; "
+            "load it from its run directory"
+        )
+    image, hole = plate.image[None].float(), plate.hole[None].float()  # (1, 3, S, S), (1, 1, S, S)
+    if image.shape[-2:] != (height, width):
+        image = torch.nn.functional.interpolate(image, (height, width), mode="area")
+        hole = torch.nn.functional.interpolate(hole, (height, width), mode="nearest")
+    with torch.no_grad():
+        mask, masked = model.inpaint_inputs(
+            image[None].to(model.device, model.dtype), hole[None].to(model.device, model.dtype)
+        )  # (1, 1, 1, h, w), (1, 1, C, h, w)
+    mask, masked = mask[0].float().to(device), masked[0].float().to(device)
+    return Inpainting(
+        mask.expand(length, *mask.shape[1:]), masked.expand(length, *masked.shape[1:])
+    )
 
 
 def plan_windows(

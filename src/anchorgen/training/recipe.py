@@ -37,6 +37,7 @@ from safetensors.torch import load_file, save_file
 from anchorgen.errors import ConfigError, InputError
 from anchorgen.io.atomic import atomic_path, atomic_write_text
 from anchorgen.models.sgdm import (
+    BackgroundPlate,
     StructureGuidedDiffusion,
     _check_local_paths,
     check_compatible,
@@ -60,7 +61,8 @@ def default_dataset_factory(root: Path, config: TrainConfig) -> torch.utils.data
     """A prepared identity dataset (``anchorgen.io.dataset.IdentityDataset``), train split:
     matted frames in stage 1, full frames in stage 2, landmark jitter, clips of
     ``config.clip_length`` frames, ``model.part`` crops; face part: the ``face_context_*``
-    augmentation of the masked surroundings."""
+    augmentation of the masked surroundings; body: the background plate when
+    ``model.background_plate``."""
     try:
         from anchorgen.io.dataset import ContextAugment, IdentityDataset
     except ImportError as exc:
@@ -76,6 +78,7 @@ def default_dataset_factory(root: Path, config: TrainConfig) -> torch.utils.data
         landmark_jitter_px=config.landmark_jitter_px,
         part=config.model.part,
         condition_style=config.model.condition_style,
+        background_plate=config.model.background_plate,
         context=ContextAugment(
             prob=config.face_context_degrade,
             min_scale=config.face_context_min_scale,
@@ -89,9 +92,10 @@ def validate_item(item: dict, config: TrainConfig, where: str) -> None:
     """Check one dataset item against the schema training relies on (``InputError`` if not).
 
     frames (F, 3, S, S) in [-1, 1]; conditions (F, 3, S, S) in [0, 1]; reference (3, S, S) in
-    [-1, 1]; valid (F, 1, S, S); face only: masks (F, 1, S, S) in [0, 1] and optionally
+    [-1, 1]; valid (F, 1, S, S); face: masks (F, 1, S, S) in [0, 1] and optionally
     context (F, 3, S, S) in [-1, 1], the image the masked surroundings are cut from (default:
-    frames). F = clip_length, S = model.image_size.
+    frames); body with ``model.background_plate``: both, the plate and its hole. F =
+    clip_length, S = model.image_size.
     """
     f, s = config.clip_length, config.model.image_size
     shapes = {
@@ -100,9 +104,9 @@ def validate_item(item: dict, config: TrainConfig, where: str) -> None:
         "reference": (3, s, s),
         "valid": (f, 1, s, s),
     }
-    if config.model.part == "face":
+    if config.model.context_input:
         shapes["masks"] = (f, 1, s, s)
-        if isinstance(item, dict) and "context" in item:
+        if config.model.background_plate or (isinstance(item, dict) and "context" in item):
             shapes["context"] = (f, 3, s, s)
     if not isinstance(item, dict):
         raise InputError(
@@ -376,6 +380,9 @@ class TrainingRecipe:
         if checkpoint is not None:
             self._load_checkpoint(checkpoint)
         self.preview = [self.dataset[i] for i in sorted({0, len(self.dataset) // 2})]
+        if config.model.background_plate:  # exported with the weights: the first dataset's
+            first = self.preview[0]
+            self.model.background = BackgroundPlate(first["context"][0], first["masks"][0])
 
     def _initial_model(self) -> StructureGuidedDiffusion:
         config = self.config
@@ -474,7 +481,7 @@ class TrainingRecipe:
                 0, latents.shape[:2]
             )
             inpaint_mask = masked = None
-            if model.inpainting:
+            if model.config.context_input:
                 # z_M from the (augmented) surroundings image when the dataset gives one;
                 # the target latents above always come from the clean frames
                 context = batch["context"].to(self.device) if "context" in batch else frames
@@ -624,7 +631,9 @@ class TrainingRecipe:
         model = self.model
         batch = torch.utils.data.default_collate(self.preview)
         inpaint = (
-            (batch.get("context", batch["frames"]), batch["masks"]) if model.inpainting else None
+            (batch.get("context", batch["frames"]), batch["masks"])
+            if model.config.context_input
+            else None
         )
         model.eval()
         swap = (
