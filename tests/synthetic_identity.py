@@ -65,3 +65,48 @@ def synthetic_factory(root: Path, config) -> SyntheticIdentity:
         image_size=config.model.image_size,
         part=config.model.part,
     )
+
+
+def write_prepared_dataset(
+    root: Path,
+    frames: list,
+    renders: list,
+    mattes: list,
+    face_frames: list,
+    face_renders: list,
+    face_masks: list,
+) -> Path:
+    """Write a minimal prepared dataset (schema v1) of uint8 images at ``root``: the given
+    frames, renders and mattes (S x S) and face crops, all valid, the last frame held out."""
+    import numpy as np
+
+    from anchorgen.io.dataset import SCHEMA_VERSION, DatasetMeta, write_image
+
+    files = {
+        "frames": (frames, ".jpg"),
+        "renders": (renders, ".png"),
+        "mattes": (mattes, ".png"),
+        "face/frames": (face_frames, ".jpg"),
+        "face/renders": (face_renders, ".png"),
+        "face/masks": (face_masks, ".png"),
+    }
+    for sub, (images, suffix) in files.items():
+        (root / sub).mkdir(parents=True)
+        for i, image in enumerate(images):
+            write_image(root / sub / f"{i:06d}{suffix}", image)
+    n, size = len(frames), frames[0].shape[0]
+    write_image(root / "valid.png", np.full((size, size), 255, np.uint8))
+    DatasetMeta(
+        schema_version=SCHEMA_VERSION,
+        anchorgen_version="test",
+        source={},
+        fps=8.0,
+        num_frames=n,
+        size=size,
+        face_size=face_frames[0].shape[0],
+        crop={},
+        split={"train": [0, n], "holdout": [n - 1, n]},
+        has_audio=False,
+        conditions="images",
+    ).save(root)
+    return root

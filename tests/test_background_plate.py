@@ -9,11 +9,8 @@ import torch
 
 from anchorgen.errors import ConfigError, InputError
 from anchorgen.io.dataset import (
-    SCHEMA_VERSION,
-    DatasetMeta,
     IdentityDataset,
     PreparedDataset,
-    write_image,
 )
 from anchorgen.models import StructureGuidedDiffusion, tiny_model_config
 from anchorgen.models.sgdm import BACKGROUND_FILE, BackgroundPlate
@@ -21,6 +18,7 @@ from anchorgen.pipelines.anchor import AnchorPipeline, background_inpainting
 from anchorgen.prepare.background import background_plate
 from anchorgen.presets import ModelConfig, TrainConfig, get_preset
 from anchorgen.training.recipe import run_training
+from synthetic_identity import write_prepared_dataset
 
 torch.set_num_threads(1)  # tiny models: threads only add overhead on a shared CPU
 
@@ -323,41 +321,28 @@ def test_pipeline_gives_the_plate_to_every_forward(monkeypatch):
 def fixed_camera_dataset(tmp_path_factory):
     """A prepared body dataset (schema v1) of 8 frames, 32 px: a smooth static background
     and a moving square "person"; the top-left 6 x 6 px are covered in every frame."""
-    root = tmp_path_factory.mktemp("plate") / "ds"
-    for sub in ("frames", "renders", "mattes", "face/frames", "face/renders", "face/masks"):
-        (root / sub).mkdir(parents=True)
     n, size = 8, IMG
     ys, xs = np.mgrid[0:size, 0:size]
     background = np.stack([ys * 6, xs * 6, np.full_like(ys, 128)], axis=-1).astype(np.uint8)
     rng = np.random.default_rng(0)
+    frames, renders, mattes = [], [], []
     for i in range(n):
         matte = np.zeros((size, size), np.uint8)
         matte[14:22, 3 * i : 3 * i + 8] = 255
         matte[0:6, 0:6] = 255
-        frame = np.where(matte[..., None] > 0, rng.integers(0, 256, (size, size, 3)), background)
-        write_image(root / "frames" / f"{i:06d}.jpg", frame.astype(np.uint8))
-        write_image(
-            root / "renders" / f"{i:06d}.png", rng.integers(0, 256, (size, size, 3), np.uint8)
-        )
-        write_image(root / "mattes" / f"{i:06d}.png", matte)
-        write_image(root / "face" / "frames" / f"{i:06d}.jpg", frame.astype(np.uint8))
-        write_image(root / "face" / "renders" / f"{i:06d}.png", frame.astype(np.uint8))
-        write_image(root / "face" / "masks" / f"{i:06d}.png", matte)
-    write_image(root / "valid.png", np.full((size, size), 255, np.uint8))
-    DatasetMeta(
-        schema_version=SCHEMA_VERSION,
-        anchorgen_version="test",
-        source={},
-        fps=8.0,
-        num_frames=n,
-        size=size,
-        face_size=size,
-        crop={},
-        split={"train": [0, n], "holdout": [n - 1, n]},
-        has_audio=False,
-        conditions="images",
-    ).save(root)
-    return root
+        person = rng.integers(0, 256, (size, size, 3))
+        frames.append(np.where(matte[..., None] > 0, person, background).astype(np.uint8))
+        renders.append(rng.integers(0, 256, (size, size, 3), np.uint8))
+        mattes.append(matte)
+    return write_prepared_dataset(
+        tmp_path_factory.mktemp("plate") / "ds",
+        frames=frames,
+        renders=renders,
+        mattes=mattes,
+        face_frames=frames,
+        face_renders=frames,
+        face_masks=mattes,
+    )
 
 
 def test_body_items_carry_the_plate_and_its_hole(fixed_camera_dataset):

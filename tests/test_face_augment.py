@@ -9,16 +9,14 @@ import torch
 
 from anchorgen.errors import ConfigError
 from anchorgen.io.dataset import (
-    SCHEMA_VERSION,
     ContextAugment,
-    DatasetMeta,
     IdentityDataset,
     degrade_context,
     misalign_context,
-    write_image,
 )
 from anchorgen.presets import get_preset
 from anchorgen.training.recipe import TrainingRecipe, default_dataset_factory, validate_item
+from synthetic_identity import write_prepared_dataset
 
 torch.set_num_threads(1)
 
@@ -34,34 +32,18 @@ def _textured(seed: int) -> np.ndarray:
 @pytest.fixture(scope="module")
 def face_dataset(tmp_path_factory):
     """A minimal prepared dataset (schema v1) with 4 frames of 64 px crops and face crops."""
-    root = tmp_path_factory.mktemp("faceaug") / "ds"
-    n = 4
-    for sub in ("frames", "renders", "mattes", "face/frames", "face/renders", "face/masks"):
-        (root / sub).mkdir(parents=True)
     mask = np.zeros((SIZE, SIZE), np.uint8)
     mask[16:48, 16:48] = 255
-    for i in range(n):
-        write_image(root / "frames" / f"{i:06d}.jpg", _textured(i))
-        write_image(root / "renders" / f"{i:06d}.png", _textured(100 + i))
-        write_image(root / "mattes" / f"{i:06d}.png", mask)
-        write_image(root / "face" / "frames" / f"{i:06d}.jpg", _textured(200 + i))
-        write_image(root / "face" / "renders" / f"{i:06d}.png", _textured(300 + i))
-        write_image(root / "face" / "masks" / f"{i:06d}.png", mask)
-    write_image(root / "valid.png", np.full((SIZE, SIZE), 255, np.uint8))
-    DatasetMeta(
-        schema_version=SCHEMA_VERSION,
-        anchorgen_version="test",
-        source={},
-        fps=8.0,
-        num_frames=n,
-        size=SIZE,
-        face_size=SIZE,
-        crop={},
-        split={"train": [0, n], "holdout": [n - 1, n]},
-        has_audio=False,
-        conditions="images",
-    ).save(root)
-    return root
+    n = range(4)
+    return write_prepared_dataset(
+        tmp_path_factory.mktemp("faceaug") / "ds",
+        frames=[_textured(i) for i in n],
+        renders=[_textured(100 + i) for i in n],
+        mattes=[mask for _ in n],
+        face_frames=[_textured(200 + i) for i in n],
+        face_renders=[_textured(300 + i) for i in n],
+        face_masks=[mask for _ in n],
+    )
 
 
 def _dot(size: int = SIZE, at: tuple[int, int] | None = None) -> np.ndarray:
