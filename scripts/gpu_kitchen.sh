@@ -47,7 +47,9 @@
 #                                              wait for `variants`, then the held-out frames of
 #                                              each with and without the face pass, and with the
 #                                              face pass at each guidance scale of GUIDANCE
-#                                              (e.g. "1.5 2.5"), each variant on its training
+#                                              (e.g. "1.5 2.5") and each temporal window
+#                                              SIZE/OVERLAP of WINDOWS (e.g. "8/2 4/1"),
+#                                              each variant on its training
 #                                              GPU -> $OUT (names get TAG appended, e.g.
 #                                              TAG=_24min after a resume; FACE_PASSES=true
 #                                              skips the renders without the face pass)
@@ -334,6 +336,12 @@ variants-evaluate)
       for scale in ${GUIDANCE:-}; do
         holdout "$model" "${name}${TAG:-}_guidance_$scale" --set face_enhance=true --set guidance_scale="$scale"
       done
+      for window in ${WINDOWS:-}; do  # SIZE/OVERLAP, 64 frames per forward as the default 16 x 4
+        size=${window%/*} overlap=${window#*/}
+        holdout "$model" "${name}${TAG:-}_ws${size}_os${overlap}" --set face_enhance=true \
+          --set window_size="$size" --set window_overlap="$overlap" \
+          --set windows_per_batch=$(((64 + size - 1) / size))
+      done
     ) > "$ROOT/variants_holdout/$name.log" 2>&1 &
   done
   wait
@@ -355,7 +363,7 @@ sweep)
   return_holdout
   ;;
 *)
-  sed -n '2,62p' "$0"
+  sed -n '2,65p' "$0"
   exit 2
   ;;
 esac

@@ -78,3 +78,20 @@ def test_exponent_without_a_dot_is_a_float_override():
     assert cfg.inner.rate == pytest.approx(1e-4) and isinstance(cfg.inner.rate, float)
     with pytest.raises(ConfigError):
         Outer().with_overrides(["inner.rate=fast"])
+
+
+def test_numbers_and_switches_of_the_wrong_type_are_refused():
+    from anchorgen.generate import GenerateConfig
+
+    with pytest.raises(ConfigError, match=r"face_enhance: expected bool, got 'none'"):
+        GenerateConfig().with_overrides(["face_enhance=none"])
+    with pytest.raises(ConfigError, match=r"window_size: expected int, got 'abc'"):
+        GenerateConfig().with_overrides(["window_size=abc"])
+    with pytest.raises(ConfigError, match=r"seed: expected int, got True"):
+        GenerateConfig().with_overrides(["seed=true"])
+    with pytest.raises(ConfigError, match=r"inner.rate: expected float, got False"):
+        Outer.from_dict({"inner": {"rate": False}})
+    cfg = GenerateConfig().with_overrides(
+        ["face_enhance=false", "window_size=8", "guidance_scale=2"]
+    )
+    assert cfg.face_enhance is False and cfg.window_size == 8 and cfg.guidance_scale == 2.0

@@ -246,6 +246,34 @@ def test_evaluate_with_ablations(identity, tmp_path):
     assert stored["frames"] == 8 and (tmp_path / "eval" / "side_by_side.mp4").is_file()
 
 
+def test_windows_default_to_the_clip_length_the_body_was_trained_on(identity, tmp_path):
+    """A body whose motion modules learned 2-frame clips renders 2-frame windows unless told
+    otherwise; one saved without the record keeps the paper's ws 16 / os 4."""
+    import json
+    import shutil
+
+    from anchorgen.evaluation.run import RENDER_INDEX, evaluate
+
+    model, dataset = identity
+    copy = tmp_path / "model"
+    shutil.copytree(model, copy)
+    meta_path = copy / "body" / "anchorgen_model.json"
+    meta = json.loads(meta_path.read_text())
+    assert meta["temporal_window"] is None  # built, never trained
+    meta_path.write_text(json.dumps({**meta, "temporal_window": 2}))
+
+    def rendered_windows(identity_dir, config):
+        out = tmp_path / f"r{len(list(tmp_path.iterdir()))}"
+        evaluate(identity_dir, dataset, out, config, render_only=True, progress=False)
+        used = json.loads((out / RENDER_INDEX).read_text())["generate_config"]
+        return used["window_size"], used["window_overlap"], used["windows_per_batch"]
+
+    unset = FAST.replace(windows_per_batch=None)
+    assert rendered_windows(copy, unset) == (2, 0, 32)
+    assert rendered_windows(copy, unset.replace(window_size=8)) == (8, 2, 8)
+    assert rendered_windows(model, unset) == (16, 4, 4)
+
+
 def test_evaluate_render_only_then_score(identity, tmp_path):
     """--render-only writes frames without scoring; --renders scores them to the same numbers."""
     import json

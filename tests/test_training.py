@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 
 import pytest
 import torch
@@ -182,6 +183,35 @@ def test_stage2_keeps_temporal_weights_and_trains_spatial_ones(tmp_path):
     recipe.cleanup()
     assert before_t and all(torch.equal(before_t[n], after_t[n]) for n in before_t)
     assert any(not torch.equal(before_s[n], after_s[n]) for n in before_s)
+
+
+def test_export_records_the_longest_clip_its_temporal_layers_learned(tmp_path):
+    """generate's default window (``temporal_window``): set where a run trains the motion
+    modules, inherited where they stay frozen, absent from models saved before it existed."""
+
+    def trained(name, **changes):
+        (tmp_path / name).mkdir()
+        config = _config(
+            tmp_path / name, model={"temporal": True}, steps=1, sample_every=0, **changes
+        )
+        run_dir = run_training(config, synthetic_factory)
+        meta = json.loads((run_dir / "anchorgen_model.json").read_text())
+        loaded = StructureGuidedDiffusion.from_pretrained(run_dir, expected=config.model)
+        assert loaded.temporal_window == meta["temporal_window"]
+        return run_dir, loaded.temporal_window
+
+    stage1, window = trained("stage1", stage="pretrain", clip_length=3)
+    assert window == 3
+    # stage 2 freezes the motion modules: longer clips teach them nothing
+    assert trained("stage2", stage="finetune", init_from=str(stage1), clip_length=4)[1] == 3
+    unfrozen = dict(stage="finetune", init_from=str(stage1), freeze_temporal=False)
+    assert trained("setting1_short", clip_length=2, **unfrozen)[1] == 3  # the longest seen
+    assert trained("setting1_long", clip_length=4, **unfrozen)[1] == 4
+    meta_path = stage1 / "anchorgen_model.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["temporal_window"]
+    meta_path.write_text(json.dumps(meta))
+    assert StructureGuidedDiffusion.from_pretrained(stage1).temporal_window is None
 
 
 def test_face_model_trains_with_the_same_recipe(tmp_path):

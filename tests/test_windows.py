@@ -11,6 +11,7 @@ from anchorgen.pipelines.windows import (
     batch_windows,
     normalize_windows,
     rank_batches,
+    resolve_windows,
     window_counts,
     window_schedule,
     window_sums,
@@ -129,3 +130,17 @@ def test_rank_batches_deal_windows_evenly_and_cover_each_once():
     assert rank_batches(windows, 4, 0, 1) == batch_windows(windows, 4)
     with pytest.raises(ValueError, match="rank"):
         rank_batches(windows, 4, 2, 2)
+
+
+def test_resolved_windows_follow_the_trained_clip_length_then_the_paper():
+    # a model trained on 4-frame clips: windows of 4, a quarter overlapping, 64 frames a forward
+    assert resolve_windows(None, None, None, temporal_window=4) == (4, 1, 16)
+    # unknown (older models, frame-wise models): the paper's ws 16 / os 4
+    assert resolve_windows(None, None, None, temporal_window=None) == (16, 4, 4)
+    assert resolve_windows(None, None, None, temporal_window=2) == (2, 0, 32)
+    assert resolve_windows(None, None, None, temporal_window=6) == (6, 1, 11)
+    # what the user sets wins, each setting on its own
+    assert resolve_windows(8, None, None, temporal_window=4) == (8, 2, 8)
+    assert resolve_windows(None, 0, 3, temporal_window=4) == (4, 0, 3)
+    with pytest.raises(InputError, match="window_overlap"):
+        resolve_windows(None, 4, None, temporal_window=4)

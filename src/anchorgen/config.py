@@ -132,6 +132,11 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
             return value
     if hint is Path and isinstance(value, str):
         return Path(value)
+    # a bool is an int to Python, never to a config: steps=true and face_enhance=none are errors
+    if (hint is bool and not isinstance(value, bool)) or (
+        hint in (int, float) and (isinstance(value, bool) or not isinstance(value, hint))
+    ):
+        raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}")
     return value
 
 

@@ -14,6 +14,7 @@ import logging
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -42,12 +43,15 @@ class GenerateConfig(BaseConfig):
     """Classifier-free guidance on the appearance reference (paper: 3.5)."""
     controlnet_conditioning_scale: float | None = None
     """W_c of eq. 2; None uses the scale the model was trained with (paper: 2.0 for sd15)."""
-    window_size: int = 16
-    """Frames per temporal window (Algorithm 1, ws)."""
-    window_overlap: int = 4
-    """Frames shared by neighbouring windows (Algorithm 1, os)."""
-    windows_per_batch: int = 4
-    """Windows denoised in one forward pass (speed on a GPU; same result)."""
+    window_size: int | None = None
+    """Frames per temporal window (Algorithm 1, ws). None: the clip length the body's temporal
+    layers were trained on (4 for ``scratch-256``), else the paper's 16."""
+    window_overlap: int | None = None
+    """Frames shared by neighbouring windows (Algorithm 1, os). None: a quarter of the window,
+    the paper's ratio (16 / 4)."""
+    windows_per_batch: int | None = None
+    """Windows denoised in one forward pass (speed on a GPU; same result). None: 64 frames
+    per forward."""
     scheduler: str = "ddim"
     """'ddim' or 'dpm++' (DPM-Solver++)."""
     temporal: bool = True
@@ -89,12 +93,20 @@ class GenerateConfig(BaseConfig):
 
     def __post_init__(self) -> None:
         require(self.num_inference_steps >= 1, "num_inference_steps must be >= 1")
-        require(self.window_size >= 1, "window_size must be >= 1")
+        require(self.window_size is None or self.window_size >= 1, "window_size must be >= 1")
         require(
-            0 <= self.window_overlap < self.window_size,
+            self.window_overlap is None or self.window_overlap >= 0, "window_overlap must be >= 0"
+        )
+        require(
+            self.window_size is None
+            or self.window_overlap is None
+            or self.window_overlap < self.window_size,
             "window_overlap must be in [0, window_size)",
         )
-        require(self.windows_per_batch >= 1, "windows_per_batch must be >= 1")
+        require(
+            self.windows_per_batch is None or self.windows_per_batch >= 1,
+            "windows_per_batch must be >= 1",
+        )
         require(
             self.scheduler in ("ddim", "dpm++"),
             f"scheduler must be 'ddim' or 'dpm++', got {self.scheduler!r}",
@@ -560,6 +572,19 @@ def _spool_stream(frames: Iterator[np.ndarray], path: Path) -> np.ndarray:
 # -------------------------------------------------------------------------- generation
 
 
+def with_windows(config: GenerateConfig, body: Any) -> GenerateConfig:
+    """``config`` with its unset window settings filled in for the body model ``body``
+    (``pipelines.windows.resolve_windows``: the window its temporal layers were trained on)."""
+    from anchorgen.pipelines.windows import resolve_windows
+
+    size, overlap, per_batch = resolve_windows(
+        config.window_size, config.window_overlap, config.windows_per_batch, body.temporal_window
+    )
+    return dataclasses.replace(
+        config, window_size=size, window_overlap=overlap, windows_per_batch=per_batch
+    )
+
+
 def generate_frames(
     identity: Identity, motion: Motion, config: GenerateConfig, workdir: Path, progress=True
 ):
@@ -568,6 +593,7 @@ def generate_frames(
     from anchorgen.pipelines.anchor import AnchorPipeline, latent_shape, spool_frames
     from anchorgen.pipelines.face import FacePipeline
 
+    config = with_windows(config, identity.body)
     generator = torch.Generator("cpu").manual_seed(config.seed)
     scale = config.controlnet_conditioning_scale
     body_scale = identity.body.config.conditioning_scale if scale is None else scale

@@ -36,6 +36,7 @@ from anchorgen.generate import (
     resolve_device,
     resolve_dtype,
     to_model_space,
+    with_windows,
 )
 
 log = logging.getLogger(__name__)
@@ -139,13 +140,23 @@ SETTING_1 = "w/o two-stage training (Setting I)"
 
 
 def ablation_configs(config: GenerateConfig) -> dict[str, GenerateConfig]:
-    """The ablations of ``--ablations`` (Table II windows, no temporal, no face pass)."""
+    """The ablations of ``--ablations`` (Table II windows, no temporal, no face pass) of a
+    ``config`` whose windows are set (``with_windows``); the window ablations keep its frames
+    per forward."""
+    frames_per_forward = config.window_size * config.windows_per_batch
+
+    def windows(size: int, overlap: int) -> GenerateConfig:
+        per_batch = max(1, frames_per_forward // size)
+        return dataclasses.replace(
+            config, window_size=size, window_overlap=overlap, windows_per_batch=per_batch
+        )
+
     return {
         "w/o temporal denoising": dataclasses.replace(config, temporal=False),
         "w/o face enhancement": dataclasses.replace(config, face_enhance=False),
-        "ws 8 / os 2": dataclasses.replace(config, window_size=8, window_overlap=2),
-        "ws 16 / os 4": dataclasses.replace(config, window_size=16, window_overlap=4),
-        "ws 32 / os 8": dataclasses.replace(config, window_size=32, window_overlap=8),
+        "ws 8 / os 2": windows(8, 2),
+        "ws 16 / os 4": windows(16, 4),
+        "ws 32 / os 8": windows(32, 8),
     }
 
 
@@ -239,6 +250,7 @@ def evaluate(
     device = resolve_device(config.device)
     dtype = resolve_dtype(config.dtype, device)
     identity = Identity.load(model, dataset=dataset, device=device, dtype=dtype)
+    config = with_windows(config, identity.body)  # the windows it renders, in the summary
     identity.optimize(config)
     data = identity.dataset
     holdout = data.split_range("holdout")

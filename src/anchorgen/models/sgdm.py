@@ -50,6 +50,9 @@ FORMAT_VERSION = 1
 TEMPORAL_KEY = "motion_modules"
 LORA_FILE = "identity.safetensors"
 BACKGROUND_FILE = "background.safetensors"
+PRETRAINED_MOTION_CLIP = 16
+"""Frames per training clip of a pretrained AnimateDiff motion adapter (AnimateDiff trains on
+16-frame clips): the window its temporal layers know before any run of ours trains them."""
 """A ``background_plate`` body's plate, beside its weights: uint8 ``image`` (3, S, S), ``hole`` (1, S, S)."""
 INT8_FILE = "int8_weights.safetensors"
 """A component's weights in ``export_dtype: int8`` storage (``models.quantize``), beside its config.json."""
@@ -121,6 +124,10 @@ class StructureGuidedDiffusion(torch.nn.Module):
         self.appearance = appearance
         # ``config.background_plate``: the plate every forward reads (set by training, saved)
         self.background: BackgroundPlate | None = None
+        # frames per clip of the longest clips the temporal layers were trained on (set by
+        # training, saved): generation's default window, since the motion modules' attention
+        # has never seen positions past it (docs/BENCHMARKS.md, twelfth session)
+        self.temporal_window: int | None = None
         self.lora_rank = 0
         # pipelines pad every window batch to one size, so a compiled network sees one shape,
         # and CUDA graphs need a new generation per forward (``accel.optimize_model`` sets both)
@@ -168,7 +175,10 @@ class StructureGuidedDiffusion(torch.nn.Module):
             # them, so a seed starts from the same network (paired comparisons)
             for module in (unet, controlnet):
                 _widen_conv_in(module, config.unet_in_channels)
-        return cls(config, codec, unet, controlnet, appearance)
+        model = cls(config, codec, unet, controlnet, appearance)
+        if config.temporal and config.pretrained:
+            model.temporal_window = PRETRAINED_MOTION_CLIP
+        return model
 
     def enable_gradient_checkpointing(self) -> None:
         self.unet.enable_gradient_checkpointing()
@@ -426,6 +436,7 @@ class StructureGuidedDiffusion(torch.nn.Module):
             "lora_rank": self.lora_rank,
             "base": base,
             "model_config": self.config.to_dict(),
+            "temporal_window": self.temporal_window,
         }
         self._save_background(directory)
         (directory / MODEL_FILE).write_text(json.dumps(meta, indent=2))
@@ -475,6 +486,7 @@ class StructureGuidedDiffusion(torch.nn.Module):
             "appearance_class": type(self.appearance).__name__,
             "model_config": json.loads(json.dumps(self.config.to_dict(), default=str)),
             "weights": "int8" if int8 else "diffusers",
+            "temporal_window": self.temporal_window,
         }
         (directory / MODEL_FILE).write_text(json.dumps(meta, indent=2))
 
@@ -524,6 +536,7 @@ class StructureGuidedDiffusion(torch.nn.Module):
             raise InputError(f"cannot load the model in {directory}: {exc}") from exc
         model = cls(config, codec, unet, controlnet, appearance)
         model.background = background
+        model.temporal_window = meta.get("temporal_window")  # None: saved before it was recorded
         return model
 
     @classmethod
@@ -545,6 +558,7 @@ class StructureGuidedDiffusion(torch.nn.Module):
                 own[n].copy_(value)
         if config.background_plate:
             model.background = BackgroundPlate.load(directory / BACKGROUND_FILE)
+        model.temporal_window = meta.get("temporal_window", model.temporal_window)
         model = model.to(torch_dtype) if torch_dtype is not None else model
         return model.eval()
 

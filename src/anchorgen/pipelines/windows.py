@@ -42,6 +42,34 @@ def window_schedule(length: int, window_size: int = 16, overlap: int = 4) -> lis
     return [(start, start + window_size) for start in starts]
 
 
+PAPER_WINDOW = 16
+"""Frames per window of Make-Your-Anchor+'s inference (ws = 16, os = 4)."""
+FRAMES_PER_FORWARD = 64
+"""Default frames in one forward: the paper's ws 16 times the 4 windows we batch by default."""
+
+
+def resolve_windows(
+    window_size: int | None,
+    window_overlap: int | None,
+    windows_per_batch: int | None,
+    temporal_window: int | None,
+) -> tuple[int, int, int]:
+    """(window size, overlap, windows per forward), each ``None`` filled with its default.
+
+    The window defaults to ``temporal_window``, the clip length the model's temporal layers
+    were trained on (longer windows give their attention positions it has never seen; on the
+    kitchen clip ws 4 beats ws 16 for every seed of a model trained on 4-frame clips,
+    docs/BENCHMARKS.md), else to the paper's 16. The overlap defaults to the paper's ratio,
+    a quarter of the window (16 / 4); the batch to ``FRAMES_PER_FORWARD`` frames.
+    """
+    size = window_size or temporal_window or PAPER_WINDOW
+    overlap = size // 4 if window_overlap is None else window_overlap
+    if not 0 <= overlap < size:
+        raise InputError(f"window_overlap must be in [0, window_size={size}), got {overlap}")
+    per_batch = windows_per_batch or -(-FRAMES_PER_FORWARD // size)
+    return size, overlap, per_batch
+
+
 def batch_windows(windows: Sequence[Window], windows_per_batch: int) -> list[list[Window]]:
     """Group consecutive windows into batches of at most ``windows_per_batch`` for one forward."""
     if windows_per_batch < 1:

@@ -366,6 +366,9 @@ class TrainingRecipe:
             }
         for p in self.trainable.values():
             p.requires_grad_(True)
+        if self.trainable.keys() & temporal_parameters(self.model).keys():
+            # the motion modules learn clips of clip_length frames: generation's default window
+            self.model.temporal_window = max(self.model.temporal_window or 0, config.clip_length)
         optimizer = torch.optim.AdamW(
             self.trainable.values(), lr=config.learning_rate, weight_decay=config.weight_decay
         )
