@@ -95,3 +95,14 @@ def test_numbers_and_switches_of_the_wrong_type_are_refused():
         ["face_enhance=false", "window_size=8", "guidance_scale=2"]
     )
     assert cfg.face_enhance is False and cfg.window_size == 8 and cfg.guidance_scale == 2.0
+
+
+def test_switch_words_stay_text_in_overrides():
+    from anchorgen.generate import GenerateConfig
+
+    # YAML 1.1 reads off / yes as booleans: compile=off must still mean the text "off"
+    assert GenerateConfig().with_overrides(["compile=off"]).compile == "off"
+    assert GenerateConfig().with_overrides(["face_enhance=no"]).face_enhance is False
+    assert GenerateConfig().with_overrides(["face_enhance=On"]).face_enhance is True
+    with pytest.raises(ConfigError, match=r"name: expected text, got False.*quote it"):
+        Outer.from_dict({"name": False})  # a YAML file's unquoted `name: off`

@@ -144,3 +144,5 @@ def test_resolved_windows_follow_the_trained_clip_length_then_the_paper():
     assert resolve_windows(None, 0, 3, temporal_window=4) == (4, 0, 3)
     with pytest.raises(InputError, match="window_overlap"):
         resolve_windows(None, 4, None, temporal_window=4)
+    with pytest.raises(InputError, match="window_size >= 1"):
+        resolve_windows(0, None, None, temporal_window=4)  # 0 is a setting, not "unset"

@@ -72,7 +72,7 @@ class BaseConfig:
                 if not isinstance(node.get(part), dict):
                     raise ConfigError(f"override {key!r}: {part!r} is not a config section")
                 node = node[part]
-            node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+            node[parts[-1]] = _override_value(raw)
         return type(self).from_dict(data)
 
     def save(self, path: str | Path) -> None:
@@ -106,6 +106,20 @@ class BaseConfig:
         return _field_docs(cls)
 
 
+YAML11_SWITCHES = {"on": True, "yes": True, "y": True, "off": False, "no": False, "n": False}
+"""Words YAML 1.1 reads as booleans; an override keeps them as text (``compile=off``), and a
+boolean setting accepts them."""
+
+
+def _override_value(raw: str) -> Any:
+    """An override's value: YAML, except that YAML 1.1's switch words stay text."""
+    if not raw.strip():
+        return ""
+    if raw.strip().lower() in YAML11_SWITCHES:
+        return raw.strip()
+    return yaml.safe_load(raw)
+
+
 def _coerce(hint: Any, value: Any, where: str) -> Any:
     """Convert YAML/TOML values into the annotated type (nested configs, tuples, paths)."""
     origin = typing.get_origin(hint)
@@ -132,6 +146,13 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
             return value
     if hint is Path and isinstance(value, str):
         return Path(value)
+    if hint is bool and isinstance(value, str) and value.lower() in YAML11_SWITCHES:
+        return YAML11_SWITCHES[value.lower()]
+    if hint is str and isinstance(value, bool):
+        raise ConfigError(
+            f"{where}: expected text, got {value!r} (YAML reads unquoted on/off/yes/no as a "
+            "boolean: quote it)"
+        )
     # a bool is an int to Python, never to a config: steps=true and face_enhance=none are errors
     if (hint is bool and not isinstance(value, bool)) or (
         hint in (int, float) and (isinstance(value, bool) or not isinstance(value, hint))

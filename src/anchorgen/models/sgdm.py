@@ -50,10 +50,10 @@ FORMAT_VERSION = 1
 TEMPORAL_KEY = "motion_modules"
 LORA_FILE = "identity.safetensors"
 BACKGROUND_FILE = "background.safetensors"
+"""A ``background_plate`` body's plate, beside its weights: uint8 ``image`` (3, S, S), ``hole`` (1, S, S)."""
 PRETRAINED_MOTION_CLIP = 16
 """Frames per training clip of a pretrained AnimateDiff motion adapter (AnimateDiff trains on
 16-frame clips): the window its temporal layers know before any run of ours trains them."""
-"""A ``background_plate`` body's plate, beside its weights: uint8 ``image`` (3, S, S), ``hole`` (1, S, S)."""
 INT8_FILE = "int8_weights.safetensors"
 """A component's weights in ``export_dtype: int8`` storage (``models.quantize``), beside its config.json."""
 ATTENTION_BATCH_LIMIT = 65535

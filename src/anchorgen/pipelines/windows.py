@@ -45,7 +45,7 @@ def window_schedule(length: int, window_size: int = 16, overlap: int = 4) -> lis
 PAPER_WINDOW = 16
 """Frames per window of Make-Your-Anchor+'s inference (ws = 16, os = 4)."""
 FRAMES_PER_FORWARD = 64
-"""Default frames in one forward: the paper's ws 16 times the 4 windows we batch by default."""
+"""Default frames in one forward (the earlier default: 4 windows of the paper's 16 frames)."""
 
 
 def resolve_windows(
@@ -62,11 +62,16 @@ def resolve_windows(
     docs/BENCHMARKS.md), else to the paper's 16. The overlap defaults to the paper's ratio,
     a quarter of the window (16 / 4); the batch to ``FRAMES_PER_FORWARD`` frames.
     """
-    size = window_size or temporal_window or PAPER_WINDOW
+    size = window_size if window_size is not None else temporal_window or PAPER_WINDOW
     overlap = size // 4 if window_overlap is None else window_overlap
-    if not 0 <= overlap < size:
-        raise InputError(f"window_overlap must be in [0, window_size={size}), got {overlap}")
-    per_batch = windows_per_batch or -(-FRAMES_PER_FORWARD // size)
+    if size < 1 or not 0 <= overlap < size:
+        raise InputError(
+            f"windows need window_size >= 1 and window_overlap in [0, window_size), "
+            f"got {size} and {overlap}"
+        )
+    per_batch = (
+        windows_per_batch if windows_per_batch is not None else -(-FRAMES_PER_FORWARD // size)
+    )
     return size, overlap, per_batch
 
 
