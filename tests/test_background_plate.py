@@ -16,14 +16,14 @@ from anchorgen.models import StructureGuidedDiffusion, tiny_model_config
 from anchorgen.models.sgdm import BACKGROUND_FILE, BackgroundPlate
 from anchorgen.pipelines.anchor import AnchorPipeline, background_inpainting
 from anchorgen.prepare.background import background_plate
-from anchorgen.presets import ModelConfig, TrainConfig, get_preset
+from anchorgen.presets import ModelConfig, get_preset
 from anchorgen.training.recipe import run_training
 from synthetic_identity import write_prepared_dataset
+from tiny_inputs import IMG, LAT, B, C, F, random_inputs
 
 torch.set_num_threads(1)  # tiny models: threads only add overhead on a shared CPU
 
 T, H, W = 8, 40, 40  # 40 rows: more than one of background.py's row chunks
-B, F, C, LAT, IMG = 2, 2, 12, 16, 32  # the tiny preset: 32 px images, 12 x 16 x 16 latents
 
 
 # ----------------------------------------------------------------- synthetic fixed-camera clip
@@ -145,23 +145,12 @@ def _random_plate(size: int = IMG, seed: int = 0) -> BackgroundPlate:
     return BackgroundPlate(image, hole)
 
 
-def _inputs(model: StructureGuidedDiffusion, seed: int = 0):
-    """(noisy, timesteps, conditions, tokens, inpaint from a random plate and hole)."""
-    g = torch.Generator().manual_seed(seed)
-    noisy = torch.randn(B, F, C, LAT, LAT, generator=g)
-    timesteps = torch.tensor([3, 700])
-    conditions = torch.rand(B, F, 3, IMG, IMG, generator=g)
-    reference = torch.rand(B, 3, IMG, IMG, generator=g) * 2 - 1
-    image = torch.rand(B, F, 3, IMG, IMG, generator=g) * 2 - 1
-    hole = (torch.rand(B, F, 1, IMG, IMG, generator=g) > 0.7).float()
+def _plate_inputs(model: StructureGuidedDiffusion):
+    """``random_inputs`` with the reference encoded: (noisy, timesteps, conditions, tokens,
+    (M, z_M) of a random plate and hole)."""
+    noisy, timesteps, conditions, reference, inpaint = random_inputs(model)
     with torch.no_grad():
-        return (
-            noisy,
-            timesteps,
-            conditions,
-            model.encode_appearance(reference),
-            model.inpaint_inputs(image, hole),
-        )
+        return noisy, timesteps, conditions, model.encode_appearance(reference), inpaint
 
 
 @pytest.mark.parametrize("temporal", [False, True])
@@ -194,7 +183,7 @@ def test_plate_model_predicts_the_plain_output_plus_the_masked_latents():
             if name != "conv_in.weight":
                 p.add_(torch.randn(p.shape, generator=g) * 0.05)
                 q.copy_(p)
-    noisy, t, cond, tokens, (mask, masked) = _inputs(plate)
+    noisy, t, cond, tokens, (mask, masked) = _plate_inputs(plate)
     assert masked.abs().sum() > 0
     with torch.no_grad():
         residual = plain.predict(noisy, t, cond, tokens)
@@ -211,7 +200,7 @@ def test_plate_model_reads_its_context_channels_once_trained():
     plate = _build(_configs()[1])
     with torch.no_grad():
         plate.unet.conv_in.weight[:, C:].normal_(0, 0.1, generator=torch.Generator().manual_seed(2))
-    noisy, t, cond, tokens, (mask, masked) = _inputs(plate)
+    noisy, t, cond, tokens, (mask, masked) = _plate_inputs(plate)
     with torch.no_grad():
         seen = plate.predict(noisy, t, cond, tokens, inpaint=(mask, masked))
         blank = plate.predict(noisy, t, cond, tokens, inpaint=(mask, torch.zeros_like(masked)))
@@ -220,7 +209,7 @@ def test_plate_model_reads_its_context_channels_once_trained():
 
 def test_plate_model_needs_its_inpaint_input():
     plate = _build(_configs()[1])
-    noisy, t, cond, tokens, _ = _inputs(plate)
+    noisy, t, cond, tokens, _ = _plate_inputs(plate)
     with pytest.raises(InputError, match="inpaint"):
         plate.predict(noisy, t, cond, tokens)
 
@@ -236,7 +225,7 @@ def test_save_and_load_keep_the_plate(tmp_path):
     error = (loaded.background.image - plate.background.image).abs().max()
     assert error <= 1 / 127.5 + 1e-6, "more than uint8 quantisation lost"
     assert torch.equal(loaded.background.hole, plate.background.hole)
-    noisy, t, cond, tokens, inpaint = _inputs(plate)
+    noisy, t, cond, tokens, inpaint = _plate_inputs(plate)
     with torch.no_grad():
         expected = plate.predict(noisy, t, cond, tokens, inpaint=inpaint)
         assert torch.equal(loaded.predict(noisy, t, cond, tokens, inpaint=inpaint), expected)
@@ -364,16 +353,17 @@ def test_body_items_carry_the_plate_and_its_hole(fixed_camera_dataset):
 
 
 def test_training_exports_the_first_datasets_plate(fixed_camera_dataset, tmp_path):
-    values = get_preset("tiny").to_dict()
-    values.update(
-        datasets=[str(fixed_camera_dataset)],
-        output_dir=str(tmp_path / "run"),
-        steps=1,
-        sample_every=0,
-        checkpoint_every=1,
+    config = get_preset("tiny").with_overrides(
+        [
+            f"datasets=[{fixed_camera_dataset}]",
+            f"output_dir={tmp_path / 'run'}",
+            "steps=1",
+            "sample_every=0",
+            "checkpoint_every=1",
+            "model.background_plate=true",
+            "model.prediction_type=sample",
+        ]
     )
-    values["model"] = {**values["model"], "background_plate": True, "prediction_type": "sample"}
-    config = TrainConfig.from_dict(values)
     run_dir = run_training(config)
     assert (run_dir / BACKGROUND_FILE).is_file()
     model = StructureGuidedDiffusion.from_pretrained(run_dir, expected=config.model)

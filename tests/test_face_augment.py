@@ -149,15 +149,16 @@ def test_presets_and_factory(face_dataset):
 
 
 def test_training_step_cuts_the_surroundings_from_the_context(face_dataset, tmp_path):
-    values = get_preset("tiny").to_dict()
-    values.update(
-        datasets=[str(face_dataset)],
-        output_dir=str(tmp_path / "run"),
-        face_context_degrade=1.0,
-        sample_every=0,
+    config = get_preset("tiny").with_overrides(
+        [
+            f"datasets=[{face_dataset}]",
+            f"output_dir={tmp_path / 'run'}",
+            "face_context_degrade=1.0",
+            "sample_every=0",
+            "model.part=face",
+            f"model.image_size={SIZE}",
+        ]
     )
-    values["model"] = {**values["model"], "part": "face", "image_size": SIZE}
-    config = type(get_preset("tiny")).from_dict(values)
     recipe = TrainingRecipe(config, default_dataset_factory)
     recipe.setup()
     seen = []

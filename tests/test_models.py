@@ -14,24 +14,9 @@ from anchorgen.models import (
     tiny_test_model,
 )
 from anchorgen.presets import get_preset
+from tiny_inputs import LAT, B, C, F, random_inputs
 
 torch.set_num_threads(1)  # tiny models: threads only add overhead on a shared CPU
-
-B, F, C, LAT, IMG = 2, 2, 12, 16, 32
-
-
-def _inputs(model: StructureGuidedDiffusion, seed: int = 0):
-    g = torch.Generator().manual_seed(seed)
-    noisy = torch.randn(B, F, C, LAT, LAT, generator=g)
-    timesteps = torch.tensor([3, 700])
-    conditions = torch.rand(B, F, 3, IMG, IMG, generator=g)
-    reference = torch.rand(B, 3, IMG, IMG, generator=g) * 2 - 1
-    inpaint = None
-    if model.inpainting:
-        frames = torch.rand(B, F, 3, IMG, IMG, generator=g) * 2 - 1
-        masks = (torch.rand(B, F, 1, IMG, IMG, generator=g) > 0.5).float()
-        inpaint = model.inpaint_inputs(frames, masks)
-    return noisy, timesteps, conditions, reference, inpaint
 
 
 def _perturb_zero_convs(model: StructureGuidedDiffusion) -> None:
@@ -45,7 +30,7 @@ def _perturb_zero_convs(model: StructureGuidedDiffusion) -> None:
 def test_structure_branch_starts_as_noop(temporal, inpainting):
     model = tiny_test_model(temporal, inpainting)
     assert model.is_temporal == temporal and model.inpainting == inpainting
-    noisy, t, cond, ref, inpaint = _inputs(model)
+    noisy, t, cond, ref, inpaint = random_inputs(model)
     with torch.no_grad():
         tokens = model.encode_appearance(ref)
         strong = model.predict(noisy, t, cond, tokens, conditioning_scale=2.0, inpaint=inpaint)
@@ -59,7 +44,7 @@ def test_structure_branch_starts_as_noop(temporal, inpainting):
 def test_face_model_input_channels_and_inpaint_required():
     face = tiny_test_model(temporal=False, inpainting=True)
     assert face.unet.config.in_channels == 2 * C + 1
-    noisy, t, cond, ref, _ = _inputs(face)
+    noisy, t, cond, ref, _ = random_inputs(face)
     with pytest.raises(InputError, match="inpaint"):
         face.predict(noisy, t, cond, face.encode_appearance(ref))
 
@@ -68,7 +53,7 @@ def test_face_model_input_channels_and_inpaint_required():
 def test_save_load_round_trip_is_exact(tmp_path, temporal, inpainting):
     model = tiny_test_model(temporal, inpainting)
     _perturb_zero_convs(model)
-    noisy, t, cond, ref, inpaint = _inputs(model)
+    noisy, t, cond, ref, inpaint = random_inputs(model)
     model.save_pretrained(tmp_path / "m")
     loaded = StructureGuidedDiffusion.from_pretrained(tmp_path / "m", expected=model.config).eval()
     assert loaded.is_temporal == temporal and loaded.config == model.config
@@ -116,7 +101,7 @@ def test_int8_export_is_smaller_and_predicts_nearly_the_same(tmp_path, temporal,
     assert size["int8"] < 0.6 * size["bf16"]
     loaded = StructureGuidedDiffusion.from_pretrained(tmp_path / "int8", expected=model.config)
     assert loaded.config == model.config and loaded.dtype == torch.float32
-    noisy, t, cond, ref, inpaint = _inputs(model)
+    noisy, t, cond, ref, inpaint = random_inputs(model)
     with torch.no_grad():
         a = model.predict(noisy, t, cond, model.encode_appearance(ref), 1.0, inpaint)
         b = loaded.eval().predict(noisy, t, cond, loaded.encode_appearance(ref), 1.0, inpaint)
@@ -217,7 +202,7 @@ def test_temporal_batches_past_the_attention_limit_run_in_chunks(monkeypatch):
 
     model = tiny_test_model(True, False)
     _perturb_zero_convs(model)
-    noisy, t, cond, ref, _ = _inputs(model)
+    noisy, t, cond, ref, _ = random_inputs(model)
     with torch.no_grad():
         tokens = model.encode_appearance(ref)
         whole = model.predict(noisy, t, cond, tokens, 2.0)
