@@ -39,7 +39,7 @@ from anchorgen.io.dataset import PreparedDataset
 from anchorgen.models.sgdm import make_scheduler
 from anchorgen.prepare.skeleton import draw_skeleton
 from anchorgen.presets import get_preset
-from anchorgen.training.recipe import EMA
+from anchorgen.training.ema import EMA
 
 SIZE = 128
 

@@ -53,6 +53,14 @@
 #                                              GPU -> $OUT (names get TAG appended, e.g.
 #                                              TAG=_24min after a resume; FACE_PASSES=true
 #                                              skips the renders without the face pass)
+#   bash scripts/gpu_kitchen.sh variants-average NAME ...
+#                                              wait for `variants`, then for each AVERAGE@STEP of
+#                                              AVERAGES (e.g. "ema@3500 power:3@4000
+#                                              uniform:2000@4000") a model with the variant's
+#                                              weights averaged over its checkpoints up to STEP
+#                                              (scripts/ema_posthoc.py; train the variants with
+#                                              checkpoint_every=250 keep_checkpoints=100) and
+#                                              its held-out frames with the face pass -> $OUT
 #   bash scripts/gpu_kitchen.sh sweep RUN NAME='--set K=V ...' ...
 #                                              held-out frames of the identity RUN once per
 #                                              NAME with its generate settings -> $OUT
@@ -348,6 +356,30 @@ variants-evaluate)
   tail -n 3 "$ROOT"/variants_holdout/*.log
   return_holdout
   ;;
+variants-average)
+  shift
+  done_marker=$ROOT/variants.done.$(cat "$ROOT/variants.launch")
+  while ! [ -e "$done_marker" ]; do sleep 5; done
+  mkdir -p "$ROOT/variants_holdout"
+  for name in "$@"; do
+    (
+      export CUDA_VISIBLE_DEVICES
+      CUDA_VISIBLE_DEVICES=$(cat "$ROOT/runs/var_$name/gpu" 2> /dev/null || echo 0)
+      for spec in ${AVERAGES:?AVERAGE@STEP ...}; do
+        average=${spec%@*} until=${spec#*@}
+        label=${name}_${average/:/}_${until}
+        model=$ROOT/runs/avg_$label
+        rm -rf "$model" && mkdir -p "$model" && ln -s "$ROOT/runs/var_$name/face" "$model/face"
+        python3 scripts/ema_posthoc.py "$ROOT/runs/var_$name/body" "$model/body" \
+          --average "$average" --until "$until"
+        holdout "$model" "$label" --set face_enhance=true
+      done
+    ) > "$ROOT/variants_holdout/$name.average.log" 2>&1 &
+  done
+  wait
+  tail -n 3 "$ROOT"/variants_holdout/*.average.log
+  return_holdout
+  ;;
 sweep)
   model=${2:?identity run directory}
   shift 2
@@ -363,7 +395,7 @@ sweep)
   return_holdout
   ;;
 *)
-  sed -n '2,65p' "$0"
+  sed -n '2,73p' "$0"
   exit 2
   ;;
 esac

@@ -46,6 +46,7 @@ from anchorgen.models.sgdm import (
     temporal_parameters,
 )
 from anchorgen.presets import TrainConfig
+from anchorgen.training.ema import EMA
 
 log = logging.getLogger(__name__)
 
@@ -196,43 +197,6 @@ class StepBatchSampler(torch.utils.data.Sampler):
                 step, self.n, self.batch_size * self.num_processes, self.seed
             )
             yield batch[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
-
-
-# --------------------------------------------------------------------- EMA
-class EMA:
-    """Exponential moving average of the trainable weights (fp32 shadow), with the usual warm-up
-    decay min(decay, (1 + step) / (10 + step))."""
-
-    def __init__(self, params: dict[str, torch.nn.Parameter], decay: float) -> None:
-        self.decay = decay
-        self.shadow = {n: p.detach().float().clone() for n, p in params.items()}
-
-    @torch.no_grad()
-    def update(self, params: dict[str, torch.nn.Parameter], step: int) -> None:
-        decay = min(self.decay, (1 + step) / (10 + step))
-        names = list(self.shadow)
-        torch._foreach_lerp_(
-            [self.shadow[n] for n in names],
-            [params[n].detach().float() for n in names],
-            1.0 - decay,
-        )
-
-    @torch.no_grad()
-    def copy_to(self, params: dict[str, torch.nn.Parameter]) -> None:
-        for n, value in self.shadow.items():
-            params[n].copy_(value)
-
-    @contextlib.contextmanager
-    def swapped_in(self, params: dict[str, torch.nn.Parameter]) -> Iterator[None]:
-        """Temporarily load the EMA weights into ``params``."""
-        backup = {n: p.detach().clone() for n, p in params.items()}
-        self.copy_to(params)
-        try:
-            yield
-        finally:
-            with torch.no_grad():
-                for n, p in params.items():
-                    p.copy_(backup[n])
 
 
 # --------------------------------------------------------------------- loss (eq. 1)
