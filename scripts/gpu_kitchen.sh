@@ -94,6 +94,15 @@ return_holdout() {  # every rendered held-out folder -> $OUT, in parts of 15 MiB
   tar -C "$ROOT" -cf - variants_holdout | split -b 15M - "$OUT/variants_holdout.tar.part-"
   ls -la "$OUT"
 }
+await_variants() {  # until the last `variants` launch has finished; then variants_holdout/
+  local done_marker
+  done_marker=$ROOT/variants.done.$(cat "$ROOT/variants.launch")
+  while ! [ -e "$done_marker" ]; do sleep 5; done
+  mkdir -p "$ROOT/variants_holdout"
+}
+variant_gpu() {  # variant_gpu NAME: the GPU the variant trained on (0 if unrecorded)
+  cat "$ROOT/runs/var_$1/gpu" 2> /dev/null || echo 0
+}
 driver_motion() {  # the carried cross-person motion, copied into $ROOT/data if not there yet
   [ -e "$ROOT/data/talkshow_60s.npz" ] || cp gpu_data/pack/talkshow_60s.npz "$ROOT/data/"
 }
@@ -329,14 +338,12 @@ variants-resume)
   ;;
 variants-evaluate)
   shift
-  done_marker=$ROOT/variants.done.$(cat "$ROOT/variants.launch")
-  while ! [ -e "$done_marker" ]; do sleep 5; done
-  mkdir -p "$ROOT/variants_holdout"
+  await_variants
   for name in "$@"; do
     tail -n 1 "$ROOT/runs/var_$name/body/train_log.csv"
     (
       export CUDA_VISIBLE_DEVICES
-      CUDA_VISIBLE_DEVICES=$(cat "$ROOT/runs/var_$name/gpu" 2> /dev/null || echo 0)
+      CUDA_VISIBLE_DEVICES=$(variant_gpu "$name")
       model=$ROOT/runs/var_$name
       for face_pass in ${FACE_PASSES:-true false}; do
         holdout "$model" "${name}${TAG:-}_face_$face_pass" --set face_enhance="$face_pass"
@@ -358,13 +365,11 @@ variants-evaluate)
   ;;
 variants-average)
   shift
-  done_marker=$ROOT/variants.done.$(cat "$ROOT/variants.launch")
-  while ! [ -e "$done_marker" ]; do sleep 5; done
-  mkdir -p "$ROOT/variants_holdout"
+  await_variants
   for name in "$@"; do
     (
       export CUDA_VISIBLE_DEVICES
-      CUDA_VISIBLE_DEVICES=$(cat "$ROOT/runs/var_$name/gpu" 2> /dev/null || echo 0)
+      CUDA_VISIBLE_DEVICES=$(variant_gpu "$name")
       for spec in ${AVERAGES:?AVERAGE@STEP ...}; do
         average=${spec%@*} until=${spec#*@}
         label=${name}_${average/:/}_${until}

@@ -9,13 +9,14 @@ import torch
 
 from anchorgen.errors import ConfigError, InputError
 from anchorgen.io.dataset import (
+    MIN_PLATE_FIT_PSNR,
     IdentityDataset,
     PreparedDataset,
 )
 from anchorgen.models import StructureGuidedDiffusion, tiny_model_config
 from anchorgen.models.sgdm import BACKGROUND_FILE, BackgroundPlate
 from anchorgen.pipelines.anchor import AnchorPipeline, background_inpainting
-from anchorgen.prepare.background import background_plate
+from anchorgen.prepare.background import background_plate, plate_fit_psnr
 from anchorgen.presets import ModelConfig, get_preset
 from anchorgen.training.recipe import run_training
 from synthetic_identity import write_prepared_dataset
@@ -110,6 +111,41 @@ def test_bad_plate_inputs_raise_value_error():
 
 
 # ----------------------------------------------------------------- config
+def test_plate_fit_is_high_for_a_fixed_camera_and_low_for_a_moving_one():
+    _, frames, mattes = _scene()
+    noisy = np.clip(
+        frames.astype(int) + np.random.default_rng(1).integers(-2, 3, frames.shape), 0, 255
+    )
+    noisy = noisy.astype(np.uint8)  # JPEG-like noise of a fixed camera: +-2 levels
+    plate, known = background_plate(noisy, mattes, dilate_px=0)
+    assert plate_fit_psnr(noisy, mattes, plate, known, dilate_px=0) > 40
+    # the person's pixels never count: a fixed background with any person fits exactly
+    plate, known = background_plate(frames, mattes, dilate_px=0)
+    assert plate_fit_psnr(frames, mattes, plate, known, dilate_px=0) == float("inf")
+    # the camera pans 1 px a frame
+    panned = np.stack([np.roll(frame, t, axis=1) for t, frame in enumerate(frames)])
+    plate, known = background_plate(panned, mattes, dilate_px=0)
+    assert plate_fit_psnr(panned, mattes, plate, known, dilate_px=0) < MIN_PLATE_FIT_PSNR
+
+
+def test_a_dataset_whose_background_moves_has_no_plate(tmp_path):
+    """A body that reads a plate is refused a clip whose camera moves, with the way out."""
+    _, frames, mattes = _scene()
+    panned = [np.roll(frame, 2 * t, axis=1) for t, frame in enumerate(frames)]
+    root = write_prepared_dataset(
+        tmp_path / "panned",
+        frames=panned,
+        renders=panned,
+        mattes=list(mattes),
+        face_frames=panned,
+        face_renders=panned,
+        face_masks=list(mattes),
+    )
+    with pytest.raises(InputError, match=r"not static.*model\.background_plate=false"):
+        IdentityDataset(root, clip_length=2, background_plate=True)
+    assert len(IdentityDataset(root, clip_length=2)) > 0  # without the plate it trains
+
+
 def test_background_plate_config_is_body_only_and_predicts_x0():
     body = tiny_model_config().to_dict()
     with pytest.raises(ConfigError, match="body option"):

@@ -437,3 +437,17 @@ def test_host_memory_sampler_sees_an_allocation_as_anonymous_and_a_mapped_file_a
         del block, mapped
     grown = {k: during.peak_gib[k] - before.peak_gib[k] for k in before.peak_gib}
     assert grown["anonymous"] > 0.2 and grown["file_backed"] > 0.2
+
+
+def test_a_plate_reading_preset_is_benchmarked_with_a_plate():
+    """scratch-256 reads its clip's background plate: bench gives its random body one, so the
+    timed forward has the plate's input channels, as an identity's would."""
+    from anchorgen.pipelines.anchor import background_inpainting
+
+    body, face = build_models("scratch-256", CPU, seed=0)
+    assert body.config.background_plate and not face.config.background_plate
+    assert body.background.image.shape == (3, 256, 256)
+    assert 0 < body.background.hole.mean() < 1
+    inpaint = background_inpainting(body, 2, 256, 256)  # latents: (N, 1, h, w), (N, C, h, w)
+    assert inpaint.mask.shape == (2, 1, 64, 64)
+    assert inpaint.masked_latents.shape == (2, body.codec.latent_channels, 64, 64)

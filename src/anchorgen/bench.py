@@ -190,14 +190,21 @@ def bench_model_configs(preset: str) -> tuple[Any, Any]:
 
 
 def build_models(preset: str, device: torch.device, seed: int) -> tuple[Any, Any]:
-    """Body and face ``StructureGuidedDiffusion`` in float32, initialised directly on ``device``."""
-    from anchorgen.models.sgdm import StructureGuidedDiffusion
+    """Body and face ``StructureGuidedDiffusion`` in float32, initialised directly on ``device``.
+    A body that reads a background plate (``scratch-256``) gets a grey one with the middle
+    third unseen: its values do not change the cost."""
+    from anchorgen.models.sgdm import BackgroundPlate, StructureGuidedDiffusion
 
     body_config, face_config = bench_model_configs(preset)
     torch.manual_seed(seed)
     with torch.device(device):
         body = StructureGuidedDiffusion.build(body_config).eval()
         face = StructureGuidedDiffusion.build(face_config).eval()
+    if body_config.background_plate:
+        size = body_config.image_size
+        hole = torch.zeros(1, size, size)  # (1, S, S), 1 where unseen
+        hole[:, :, size // 3 : 2 * size // 3] = 1.0
+        body.background = BackgroundPlate(torch.zeros(3, size, size), hole)
     return body.requires_grad_(False), face.requires_grad_(False)
 
 

@@ -87,8 +87,9 @@ class ModelConfig(BaseConfig):
     """Body only: the UNet and structure branch also read the identity's static background
     (``prepare.background.background_plate``: the training frames' median where the person
     is absent) in eq. 5's input layout [z_t, M, z_M], M marking the plate's holes. Meant for
-    a fixed camera; the plate is saved with the model and drawn under any motion. The
-    networks predict x0 minus the plate (``prediction_type`` must be ``sample``)."""
+    a fixed camera (on in ``scratch-256``; a dataset whose background moves is refused,
+    ``io.dataset.MIN_PLATE_FIT_PSNR``); the plate is saved with the model and drawn under any
+    motion. The networks predict x0 minus the plate (``prediction_type`` must be ``sample``)."""
     conditioning_scale: float = 1.0
     """W_c of eq. 2: weight of the structure branch's residuals, used in training and as the
     default at inference."""
@@ -468,6 +469,10 @@ def _scratch_256() -> TrainConfig:
         # part-coloured skeletons: +1.7 dB and +0.033 SSIM (128 px) over the mesh renders on
         # the kitchen held-out 4 s, same body and minutes (docs/BENCHMARKS.md, eighth session)
         condition_style="skeleton",
+        # x0 = the clip's static background + the networks' residual: four seeds on the kitchen
+        # held-out 4 s, 25.02 / 0.876 against 24.92 / 0.870 without, every seed's SSIM higher
+        # (docs/BENCHMARKS.md, thirteenth session). Needs a fixed camera.
+        background_plate=True,
     )
     return TrainConfig(
         model=model,
@@ -505,6 +510,7 @@ def _face() -> TrainConfig:
         appearance_channels=(32, 64, 96, 128),
         cross_attention_dim=192,
         condition_style="mesh",  # face-space mesh renders (eq. 5); the body's style is its own
+        background_plate=False,  # the face model reads its own surroundings (eq. 5's context)
     )
     return base.replace(
         model=model,

@@ -34,6 +34,12 @@ from anchorgen.io.layout import DatasetMeta, frame_name, read_image
 from anchorgen.io.layout import write_image as write_image
 from anchorgen.landmarks import LandmarkSequence
 
+MIN_PLATE_FIT_PSNR = 30.0
+"""The least PSNR (dB) of a background plate against the frames it was made from for a body to
+read it (``model.background_plate``). The kitchen clip's fixed camera gives 46.5; the same
+frames shaken by 2 px (sd) give 27.9, panned 32 px over 16 s 28.9, with the light drifting by
+10 % 28.7 (docs/BENCHMARKS.md, thirteenth session)."""
+
 
 class PreparedDataset:
     """Read access to one prepared identity dataset (lazy, file per frame)."""
@@ -116,15 +122,29 @@ class PreparedDataset:
     ) -> tuple[np.ndarray, np.ndarray]:
         """The static background of ``split``'s frames (``prepare.background.background_plate``):
         plate (size, size, 3) uint8 and known (size, size) bool. ``matted``: of the
-        foreground-matted frames (stage 1), whose background is black."""
-        from anchorgen.prepare.background import background_plate
+        foreground-matted frames (stage 1), whose background is black.
+
+        ``InputError`` when the background is not static: the plate fits the frames' free
+        pixels at under ``MIN_PLATE_FIT_PSNR`` (a moving or shaking camera, changing light).
+        """
+        from anchorgen.prepare.background import background_plate, plate_fit_psnr
 
         indices = self.split_range(split)
         mattes = np.stack([self.matte(i) for i in indices])  # (T, S, S)
         frames = np.stack([self.frame(i) for i in indices])  # (T, S, S, 3)
         if matted:
             frames = (frames * (mattes[..., None] / 255.0)).round().astype(np.uint8)
-        return background_plate(frames, mattes, dilate_px=max(1, round(self.meta.size / 50)))
+        dilate_px = max(1, round(self.meta.size / 50))
+        plate, known = background_plate(frames, mattes, dilate_px=dilate_px)
+        fit = plate_fit_psnr(frames, mattes, plate, known, dilate_px=dilate_px)
+        if fit < MIN_PLATE_FIT_PSNR:
+            raise InputError(
+                f"the background of {self.root} is not static: its median plate fits the "
+                f"{split} frames at {fit:.1f} dB (a fixed camera gives over 40; the plate needs "
+                f"{MIN_PLATE_FIT_PSNR:.0f}), so the camera moves or the light changes. Train "
+                "without the plate: --set model.background_plate=false"
+            )
+        return plate, known
 
     @cached_property
     def landmarks(self) -> LandmarkSequence:
