@@ -1,7 +1,7 @@
 """Post-hoc weight averages of a finished training run (research script).
 
-A run trained with frequent checkpoints (``checkpoint_every=200 keep_checkpoints=100``) holds
-its raw weights every 200 steps. This script writes a model whose trainable weights are one
+A run trained with frequent checkpoints (``checkpoint_every=250 keep_checkpoints=100``) holds
+its raw weights every 250 steps. This script writes a model whose trainable weights are one
 average of those snapshots (``anchorgen.training.ema.averaging_weights``), in the run's own
 export format, so that ``anchorgen evaluate`` / ``generate`` can render it:
 
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from pathlib import Path
 
 import torch
@@ -87,7 +88,11 @@ def main() -> None:
         for name, value in state.items():
             params[name].copy_(value)
     export_dtype = TrainConfig.load(args.run / "config.yaml").model.export_dtype
-    model.save_pretrained(args.out, dtype=export_dtype)
+    partial = args.out.with_name(args.out.name + ".partial")  # the model appears whole or not
+    shutil.rmtree(partial, ignore_errors=True)
+    model.save_pretrained(partial, dtype=export_dtype)
+    shutil.rmtree(args.out, ignore_errors=True)
+    partial.rename(args.out)
     record = {"run": str(args.run), "average": args.average, "weights": used}
     (args.out.parent / "average.json").write_text(json.dumps(record, indent=2))
     print(f"{args.out}: {args.average} over {len(used)} snapshots, last step {max(chosen)}")
