@@ -174,6 +174,9 @@ def test_stage2_keeps_temporal_weights_and_trains_spatial_ones(tmp_path):
         sample_every=0,
     )
     assert config.temporal_frozen and not config.replace(stage="pretrain").temporal_frozen
+    # a fine-tune from random weights (Setting I) has no trained motion modules to keep
+    assert not config.replace(init_from=None).temporal_frozen
+    assert config.replace(init_from=None, freeze_temporal=True).temporal_frozen
     recipe = TrainingRecipe(config, synthetic_factory)
     recipe.setup()
     before_t = {n: p.detach().clone() for n, p in temporal_parameters(recipe.model).items()}

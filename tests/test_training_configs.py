@@ -82,3 +82,12 @@ def test_cli_train_dry_run_reports_a_missing_dataset(tmp_path):
     assert isinstance(result.exception, ConfigError) and "exactly one of" in str(result.exception)
     help_text = CliRunner().invoke(app, ["train", "--help"]).output
     assert "--dry-run" in help_text and "scratch-256" in help_text
+
+
+def test_presets_train_the_motion_modules_they_start_without():
+    """`anchorgen train --preset scratch-256` trains its temporal layers (they start random);
+    sd15 keeps the AnimateDiff adapter it loads, as IV-C1 does in identity fine-tuning."""
+    assert not get_preset("scratch-256").temporal_frozen
+    assert get_preset("scratch-256").replace(init_from="runs/stage1").temporal_frozen
+    assert get_preset("sd15").temporal_frozen
+    assert not get_preset("sd15").replace(stage="pretrain").temporal_frozen
