@@ -351,11 +351,10 @@ variants-evaluate)
       for scale in ${GUIDANCE:-}; do
         holdout "$model" "${name}${TAG:-}_guidance_$scale" --set face_enhance=true --set guidance_scale="$scale"
       done
-      for window in ${WINDOWS:-}; do  # SIZE/OVERLAP, 64 frames per forward as the default 16 x 4
+      for window in ${WINDOWS:-}; do  # SIZE/OVERLAP; frames per forward: generate's default
         size=${window%/*} overlap=${window#*/}
         holdout "$model" "${name}${TAG:-}_ws${size}_os${overlap}" --set face_enhance=true \
-          --set window_size="$size" --set window_overlap="$overlap" \
-          --set windows_per_batch=$(((64 + size - 1) / size))
+          --set window_size="$size" --set window_overlap="$overlap"
       done
     ) > "$ROOT/variants_holdout/$name.log" 2>&1 &
   done
